@@ -1,0 +1,33 @@
+"""F-Fidelity: faithfulness evaluation of explanations, robust to out-of-distribution removal.
+
+Public API::
+
+    from ffidelity import FFidelity, ImageUnits, explain
+    metric = FFidelity(beta=0.1, n_samples=50, units=ImageUnits())
+    evaluator = metric.finetune(model, (x_train, y_train), epochs=10)
+    attributions = explain("saliency", evaluator, x_test, y_test)
+    result = metric.evaluate(evaluator, x_test, y_test, attributions)
+    result.fid_plus, result.fid_minus
+"""
+
+from ffidelity.engine import DEFAULT_SPARSITIES, FFidelity, Fidelity, RFidelity
+from ffidelity.explainers import EXPLAINERS, degrade, explain
+from ffidelity.result import FidelityResult
+from ffidelity.units import GridUnits, ImageUnits, Units
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SPARSITIES",
+    "EXPLAINERS",
+    "FFidelity",
+    "Fidelity",
+    "FidelityResult",
+    "GridUnits",
+    "ImageUnits",
+    "RFidelity",
+    "Units",
+    "__version__",
+    "degrade",
+    "explain",
+]

@@ -1,0 +1,19 @@
+"""The ``ffidelity`` command line. Each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from ffidelity.cli import evaluate
+from ffidelity.cli._common import setup_environment
+
+app = typer.Typer(name="ffidelity", help="Faithfulness evaluation of explanations: Fidelity, R-Fidelity, "
+                  "F-Fidelity, ROAR.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+for _module in (evaluate,):
+    _module.register(app)
+
+
+def main() -> None:
+    setup_environment()
+    app()

@@ -1,0 +1,394 @@
+"""The fidelity engine: one code path for Fidelity, R-Fidelity and F-Fidelity.
+
+All three remove a stochastic subset of the explanation (Fid+, MoRF) or of its complement (Fid-, LeRF) and
+measure how much the model's score for the target drops:
+
+* ``Fidelity``: every candidate unit is removed (alpha = 1), one sample, no cap;
+* ``RFidelity``: each candidate is removed with probability alpha, ``n_samples`` Monte-Carlo draws;
+* ``FFidelity``: like R-Fidelity on a model fine-tuned on random masks, with the expected number of removed
+  units capped at ``beta * D`` (rate = min(alpha, beta*D/k)).
+
+Every masked copy of every input at every sparsity and side is enumerated as one flat stream of (input, task)
+pairs and fed to the model in chunks of ``batch_size``: memory stays flat as ``n_samples`` grows, and no Python
+loop runs per model call. Random draws come from per-input generators seeded by ``(seed, input index)``, so
+results do not depend on ``batch_size`` or on how inputs are sharded across processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ffidelity.progress import progress_bar
+from ffidelity.result import FidelityResult
+from ffidelity.units import ImageUnits, Units
+
+DEFAULT_SPARSITIES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+MODES = ("acc", "prob")
+
+_STREAM_RANK = 0
+_STREAM_DRAWS = 1
+
+
+def seeded_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU generator seeded from ``seed`` and any number of integer keys (input index, stream, ...)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """Logits from a model output: a tensor, a Hugging Face ``ModelOutput`` or a (logits, ...) tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class Fidelity:
+    """Plain Fidelity: remove the whole explanation (Fid+) or everything else (Fid-), one forward pass each.
+
+    Args:
+        sparsities: explanation sizes as fractions of the units, each in (0, 1); default 0.05, 0.10, ..., 0.95.
+        mode: ``"acc"`` scores 1(argmax f(x') = y); ``"prob"`` scores the softmax probability of y.
+        units: what a unit is and how it is removed (default ``ImageUnits()``: pixels, reference 0).
+        seed: seeds tie-breaking among equal scores and every Monte-Carlo draw.
+        batch_size: masked copies per forward pass; bounds memory.
+        progress: show a progress bar.
+    """
+
+    method = "fid"
+
+    def __init__(
+        self,
+        sparsities: Sequence[float] | None = None,
+        mode: str = "acc",
+        units: Units | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> None:
+        self.sparsities = sparsities
+        self.mode = mode
+        self.units = units
+        self.seed = seed
+        self.batch_size = batch_size
+        self.progress = progress
+        self.alpha_plus = 1.0
+        self.alpha_minus = 1.0
+        self.n_samples = 1
+        self.beta: float | None = None
+        self._check_params()
+
+    # -- parameters -------------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("alpha_plus", "alpha_minus"):
+            _check_unit_interval(name, getattr(self, name))
+        if self.beta is not None:
+            _check_unit_interval("beta", self.beta)
+        if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {self.n_samples!r}")
+        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        s = self.sparsity_grid()
+        if s.size == 0:
+            raise ValueError("sparsities is empty")
+        if not np.all(np.isfinite(s)) or np.any(s <= 0) or np.any(s >= 1):
+            raise ValueError(f"every sparsity must lie strictly between 0 and 1, got {s.tolist()}")
+
+    def sparsity_grid(self) -> np.ndarray:
+        return np.asarray(DEFAULT_SPARSITIES if self.sparsities is None else list(self.sparsities), dtype=float)
+
+    def get_params(self) -> dict[str, Any]:
+        units = self.units if self.units is not None else ImageUnits()
+        return {
+            "method": self.method,
+            "sparsities": self.sparsity_grid().tolist(),
+            "mode": self.mode,
+            "alpha_plus": self.alpha_plus,
+            "alpha_minus": self.alpha_minus,
+            "n_samples": int(self.n_samples),
+            "beta": self.beta,
+            "seed": int(self.seed),
+            "units": units.describe(),
+        }
+
+    def rates(self, k: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-unit removal probabilities for the explanation (k units) and its complement (d - k units)."""
+        rate_plus = torch.full(k.shape, float(self.alpha_plus), dtype=torch.float64)
+        rate_minus = torch.full(k.shape, float(self.alpha_minus), dtype=torch.float64)
+        if self.beta is not None:
+            budget = float(self.beta) * d.double()
+            rate_plus = torch.minimum(rate_plus, budget / k.double().clamp(min=1))
+            rate_minus = torch.minimum(rate_minus, budget / (d - k).double().clamp(min=1))
+        return rate_plus, rate_minus
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | Sequence[int] | None,
+        attributions: torch.Tensor,
+        *,
+        index_offset: int = 0,
+    ) -> FidelityResult:
+        """Computes the Fid+ (MoRF) and Fid- (LeRF) curves of ``attributions`` over the sparsity grid.
+
+        Args:
+            model: the classifier to evaluate on (for F-Fidelity, the fine-tuned copy).
+            inputs: a batch of inputs, (N, ...).
+            targets: the class whose score is tracked per input; ``None`` uses the model's prediction.
+            attributions: the explanation of each input, in the input's shape or the units' shape.
+            index_offset: global index of ``inputs[0]``; lets shards of one data set draw the same random
+                numbers as a single process would.
+
+        Returns:
+            A ``FidelityResult`` with per-input and mean curves.
+        """
+        self._check_params()
+        units = self.units if self.units is not None else ImageUnits()
+        inputs = _as_tensor(inputs, "inputs")
+        if inputs.ndim < 2 or inputs.shape[0] == 0:
+            raise ValueError(f"inputs must be a non-empty batch (N, ...), got shape {tuple(inputs.shape)}")
+        attributions = _as_tensor(attributions, "attributions")
+        if attributions.shape[0] != inputs.shape[0]:
+            raise ValueError(
+                f"attributions hold {attributions.shape[0]} explanations for {inputs.shape[0]} inputs "
+                f"(attributions {tuple(attributions.shape)}, inputs {tuple(inputs.shape)})"
+            )
+        if attributions.is_floating_point() and not torch.isfinite(attributions).all():
+            bad = (~torch.isfinite(attributions.reshape(attributions.shape[0], -1))).any(1).nonzero().flatten()
+            raise ValueError(
+                f"attributions contain NaN or inf values (inputs {bad[:10].tolist()}"
+                f"{' ...' if bad.numel() > 10 else ''}); fix the explainer or replace them before evaluating"
+            )
+        scores = units.scores(attributions, inputs).detach().cpu().double()
+        valid = units.valid(inputs).cpu()
+        n, _d = scores.shape
+        device = model_device(model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                base_logits = self._forward(model, inputs, device, "the unmasked inputs")
+                n_classes = base_logits.shape[-1]
+                if targets is None:
+                    targets_t = base_logits.argmax(-1)
+                else:
+                    targets_t = _check_targets(targets, n, n_classes)
+                base = self._score(base_logits, targets_t)
+                plus, minus = self._masked_scores(model, inputs, targets_t, scores, valid, units, device,
+                                                  index_offset)
+        finally:
+            model.train(was_training)
+        s = self.sparsity_grid()
+        return FidelityResult(
+            method=self.method,
+            sparsities=s,
+            base_scores=base.numpy(),
+            per_sample_plus=(base[:, None] - plus).numpy(),
+            per_sample_minus=(base[:, None] - minus).numpy(),
+            params=self.get_params(),
+        )
+
+    def _forward(self, model: nn.Module, x: torch.Tensor, device: torch.device, what: str) -> torch.Tensor:
+        outs = []
+        for start in range(0, x.shape[0], self.batch_size):
+            outs.append(self._call(model, x[start : start + self.batch_size], device, what))
+        return torch.cat(outs)
+
+    @staticmethod
+    def _call(model: nn.Module, x: torch.Tensor, device: torch.device, what: str) -> torch.Tensor:
+        logits = logits_of(model(x.to(device))).float()
+        if logits.ndim != 2:
+            raise ValueError(f"the model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
+        if not torch.isfinite(logits).all():
+            raise ValueError(f"the model returned NaN or inf logits on {what}")
+        return logits.cpu()
+
+    def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.mode == "acc":
+            return (logits.argmax(-1) == targets).double()
+        return torch.softmax(logits.double(), -1).gather(1, targets[:, None]).squeeze(1)
+
+    def _masked_scores(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        scores: torch.Tensor,
+        valid: torch.Tensor,
+        units: Units,
+        device: torch.device,
+        index_offset: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean masked score per (input, sparsity) for the plus and minus sides."""
+        n, d = scores.shape
+        s = torch.as_tensor(self.sparsity_grid(), dtype=torch.float64)
+        n_s, n_draw = s.numel(), int(self.n_samples)
+        tasks = n_s * 2 * n_draw  # task t -> (sparsity t // (2 N), side (t // N) % 2, draw t % N)
+
+        pos = _rank_positions(scores, valid, self.seed, index_offset)  # (n, d); invalid slots get d
+        d_valid = valid.sum(1)  # (n,)
+        k = torch.floor(s[None, :] * d_valid[:, None].double() + 0.5).long()  # (n, S)
+        rate_plus, rate_minus = self.rates(k, d_valid[:, None].expand_as(k))
+        rate = torch.stack([rate_plus, rate_minus], dim=2)  # (n, S, 2)
+
+        sums = torch.zeros(n, n_s, 2, dtype=torch.float64)
+        gens: dict[int, torch.Generator] = {}
+        total = n * tasks
+        x_cpu = inputs.detach().cpu()
+        with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
+            for start in range(0, total, self.batch_size):
+                flat = torch.arange(start, min(start + self.batch_size, total))
+                i_idx = flat // tasks
+                t_idx = flat % tasks
+                j_idx = t_idx // (2 * n_draw)
+                side = (t_idx // n_draw) % 2
+                draws = _draws_for_chunk(i_idx, t_idx, tasks, d, gens, self.seed, index_offset)
+                p_i = pos[i_idx]
+                k_i = k[i_idx, j_idx][:, None]
+                explanation = p_i < k_i
+                candidate = torch.where(side[:, None] == 0, explanation, valid[i_idx] & ~explanation)
+                removed = candidate & (draws < rate[i_idx, j_idx, side][:, None])
+                x_masked = units.remove(x_cpu[i_idx], ~removed)
+                logits = self._call(model, x_masked, device, "masked inputs")
+                sc = self._score(logits, targets[i_idx])
+                sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
+                advance(flat.numel())
+        means = sums / n_draw
+        return means[:, :, 0], means[:, :, 1]
+
+
+class RFidelity(Fidelity):
+    """R-Fidelity: each candidate unit is removed independently with probability alpha, averaged over draws.
+
+    Args:
+        alpha_plus: removal probability of each explanation unit (Fid+).
+        alpha_minus: removal probability of each non-explanation unit (Fid-).
+        n_samples: Monte-Carlo draws per input and sparsity.
+        **kwargs: as ``Fidelity``.
+    """
+
+    method = "rfid"
+
+    def __init__(self, alpha_plus: float = 0.5, alpha_minus: float = 0.5, n_samples: int = 50, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.alpha_plus = alpha_plus
+        self.alpha_minus = alpha_minus
+        self.n_samples = n_samples
+        self._check_params()
+
+
+class FFidelity(RFidelity):
+    """F-Fidelity: R-Fidelity on a random-mask fine-tuned model, with removals capped at ``beta * D``.
+
+    Args:
+        beta: fine-tuning mask ratio and cap on the expected fraction of units removed at evaluation.
+        alpha_plus, alpha_minus, n_samples: as ``RFidelity``.
+        **kwargs: as ``Fidelity``.
+    """
+
+    method = "ffid"
+
+    def __init__(self, beta: float = 0.1, alpha_plus: float = 0.5, alpha_minus: float = 0.5, n_samples: int = 50,
+                 **kwargs: Any):
+        super().__init__(alpha_plus=alpha_plus, alpha_minus=alpha_minus, n_samples=n_samples, **kwargs)
+        self.beta = beta
+        self._check_params()
+
+    def finetune(self, model: nn.Module, train_data: Any, **kwargs: Any) -> nn.Module:
+        """Fine-tunes a copy of ``model`` on inputs with exactly ``floor(beta * D)`` random units removed.
+
+        The masks never come from an explainer, so the evaluator knows nothing about any explainer. See
+        ``ffidelity.finetune.finetune_random_masks`` for the keyword arguments (epochs, lr, val_data, out_dir,
+        ...). The copy is also kept as ``self.evaluator_``.
+        """
+        from ffidelity.finetune import finetune_random_masks
+
+        self._check_params()
+        units = self.units if self.units is not None else ImageUnits()
+        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("progress", self.progress)
+        self.evaluator_ = finetune_random_masks(model, train_data, units=units, beta=float(self.beta), **kwargs)
+        return self.evaluator_
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def _check_unit_interval(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+
+
+def _check_targets(targets: Any, n: int, n_classes: int) -> torch.Tensor:
+    t = torch.as_tensor(targets)
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"targets must have shape ({n},), got {tuple(t.shape)}")
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise ValueError(f"targets must be integer class indices, got dtype {t.dtype}")
+    t = t.long().cpu()
+    if n and (int(t.min()) < 0 or int(t.max()) >= n_classes):
+        raise ValueError(f"targets must lie in [0, {n_classes - 1}] (the model has {n_classes} classes), "
+                         f"got values from {int(t.min())} to {int(t.max())}")
+    return t
+
+
+def _rank_positions(scores: torch.Tensor, valid: torch.Tensor, seed: int, offset: int) -> torch.Tensor:
+    """Rank of every unit (0 = highest score); ties broken by a seeded random order, never by position."""
+    n, d = scores.shape
+    keys = torch.stack([torch.rand(d, generator=seeded_generator(seed, offset + i, _STREAM_RANK))
+                        for i in range(n)])
+    by_key = keys.argsort(dim=1)
+    s = scores.masked_fill(~valid, -math.inf).gather(1, by_key)
+    order = by_key.gather(1, torch.sort(s, dim=1, descending=True, stable=True).indices)
+    pos = torch.empty_like(order)
+    pos.scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
+    return pos.masked_fill(~valid, d)
+
+
+def _draws_for_chunk(
+    i_idx: torch.Tensor,
+    t_idx: torch.Tensor,
+    tasks: int,
+    d: int,
+    gens: dict[int, torch.Generator],
+    seed: int,
+    offset: int,
+) -> torch.Tensor:
+    """Uniform draws (L, d) for a chunk, taken from each input's own generator in task order."""
+    out = torch.empty(i_idx.numel(), d)
+    uniq, counts = torch.unique_consecutive(i_idx, return_counts=True)
+    row = 0
+    for i, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+        gen = gens.get(i)
+        if gen is None:
+            gen = gens[i] = seeded_generator(seed, offset + i, _STREAM_DRAWS)
+        out[row : row + c] = torch.rand(c, d, generator=gen)
+        if int(t_idx[row + c - 1]) == tasks - 1:
+            del gens[i]
+        row += c
+    return out

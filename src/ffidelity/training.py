@@ -1,0 +1,160 @@
+"""Supervised training of a classifier on Lightning, with an optional per-batch input transform.
+
+One trainer serves training from scratch (the demo's models, ROAR's retraining) and F-Fidelity's random-mask
+fine-tuning: the difference is only the ``transform`` applied to each batch. Checkpoints (best by validation
+accuracy when validation data is given, and ``last.ckpt``), CSV logs, resume after a kill, and a final
+``model.safetensors`` that makes a finished run a cache hit.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ffidelity import atomic
+from ffidelity.engine import logits_of
+
+BatchTransform = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, torch.Tensor]]
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``."""
+
+    def __init__(self, model: nn.Module, transform: BatchTransform | None = None, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam") -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "transform"])
+        self.model = model
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(x))
+
+    def _xy(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = tuple(batch)
+        return self.transform(batch) if self.transform is not None else (batch[0], batch[1])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = self._xy(batch)
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = self._xy(batch)
+        self.log("val_acc", (self(x).argmax(-1) == y).float().mean(), prog_bar=True, on_epoch=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
+        return opt(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def quiet_lightning() -> None:
+    """Silences Lightning's start-up chatter (GPU/TPU lines, tips); warnings and errors still show."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """A ``DataLoader`` from a loader, a ``Dataset``, or a tuple of tensors ``(x, y, ...)``."""
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
+        if len(data) < 2:
+            raise ValueError("tensor data must be at least (x, y)")
+        n = data[0].shape[0]
+        if any(t.shape[0] != n for t in data):
+            raise ValueError(f"data tensors disagree on their number of rows: {[t.shape[0] for t in data]}")
+        if n == 0:
+            raise ValueError("the training data is empty")
+        data = TensorDataset(data[0], data[1].long(), *data[2:])
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a DataLoader, a Dataset or a tuple of tensors, got {type(data).__name__}")
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None)
+
+
+def fit_classifier(
+    model: nn.Module,
+    train_data: Any,
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    batch_size: int = 128,
+    transform: BatchTransform | None = None,
+    val_data: Any = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Trains a copy of ``model``; returns it in eval mode on the CPU (``model`` itself is untouched).
+
+    Args:
+        model: any classifier returning logits or an output with ``.logits``.
+        train_data: a ``DataLoader``, a ``Dataset`` or a tuple of tensors ``(x, y, ...)``.
+        epochs, lr, weight_decay, optimizer, batch_size: optimisation settings.
+        transform: maps each batch tuple to the ``(x, y)`` the model trains on (e.g. random masking).
+        val_data: when given, the weights with the best validation accuracy are returned.
+        out_dir: checkpoints, CSV logs and ``model.safetensors``; a rerun resumes from ``last.ckpt``, and a run
+            whose ``model.safetensors`` exists is loaded instead of retrained.
+        seed: seeds initialisation-independent randomness: shuffling and the transform's draws.
+        progress: show Lightning's progress bar.
+        accelerator, devices, trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``strategy="ddp"``).
+    """
+    from safetensors.torch import load_file, save_file
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    trained = copy.deepcopy(model)
+    final = Path(out_dir) / "model.safetensors" if out_dir is not None else None
+    if final is not None and final.exists():
+        trained.load_state_dict(load_file(str(final)))
+        return trained.eval()
+
+    quiet_lightning()
+    L.seed_everything(seed, workers=True, verbose=False)
+    trained.train()
+    train_loader = as_loader(train_data, batch_size, shuffle=True, seed=seed)
+    val_loader = as_loader(val_data, batch_size, shuffle=False, seed=seed) if val_data is not None else None
+    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(out_dir) if out_dir is not None else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=root / "checkpoints", save_last=True, save_top_k=1, mode="max",
+            monitor="val_acc" if val_loader is not None else None,
+        )
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=root,
+            callbacks=[ckpt],
+            logger=L.pytorch.loggers.CSVLogger(root, name="logs") if out_dir is not None else False,
+            enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(50, len(train_loader))),
+            **(trainer_kwargs or {}),
+        )
+        last = root / "checkpoints" / "last.ckpt"
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+        if val_loader is not None and ckpt.best_model_path:
+            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    trained = module.model.cpu().eval()
+    if final is not None:
+        with atomic.atomic_path(final) as tmp_path:
+            save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path))
+    return trained

@@ -1,0 +1,195 @@
+"""What a "unit" of an input is, and how a unit is removed.
+
+The engine never looks at pixels, time steps or tokens itself: it asks a ``Units`` object
+
+* how many units each input has and which of them may be removed (``valid``),
+* how an attribution map reduces to one score per unit (``scores``),
+* how to build the inputs with some units removed (``remove``).
+
+``ImageUnits`` (pixels or square patches, all channels together) and ``GridUnits`` (blocks over any number of
+trailing axes, e.g. video tubes) live here; sequence and token units follow the same protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Reference = float | str | torch.Tensor | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Units:
+    """Protocol of an input's removable units. Subclasses override the four methods below."""
+
+    def num_units(self, inputs: torch.Tensor) -> int:
+        """The number of unit slots D of every input in the batch (padding slots included)."""
+        raise NotImplementedError
+
+    def valid(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Boolean (B, D): which slots are real units that may be ranked and removed."""
+        return torch.ones(inputs.shape[0], self.num_units(inputs), dtype=torch.bool, device=inputs.device)
+
+    def scores(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Reduces attributions to float (B, D) scores, one per unit."""
+        raise NotImplementedError
+
+    def remove(self, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Returns ``inputs`` with every unit where ``keep`` (B, D) is False replaced by the reference."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """A JSON-able description saved with every result."""
+        return {"kind": type(self).__name__}
+
+
+def _check_batch(inputs: torch.Tensor, n_dims: int, what: str) -> None:
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{what} expect a torch.Tensor input, got {type(inputs).__name__}")
+    if inputs.ndim != n_dims:
+        raise ValueError(f"{what} expect inputs with {n_dims} dimensions, got shape {tuple(inputs.shape)}")
+
+
+@dataclass(frozen=True)
+class GridUnits(Units):
+    """Units are blocks of a regular grid over the trailing axes of ``(B, ..., *spatial)`` inputs.
+
+    Args:
+        block: block size along each of the ``len(block)`` trailing axes; blocks at the far edge may be smaller
+            when an axis is not a multiple of its block size.
+        channel_dim: the axis holding channels (summed over for scores, removed together); ``None`` when the
+            input has no channel axis.
+        reference: what a removed unit becomes: a number (0.0 = the mean after standardisation), ``"mean"``
+            (each input's own per-channel mean), a tensor broadcastable to one input, or a callable
+            ``f(inputs, keep_elementwise) -> filled inputs`` (imputation).
+    """
+
+    block: tuple[int, ...] = (1, 1)
+    channel_dim: int | None = 1
+    reference: Reference = 0.0
+
+    def __post_init__(self) -> None:
+        if any(int(b) < 1 for b in self.block):
+            raise ValueError(f"block sizes must be >= 1, got {self.block}")
+        if isinstance(self.reference, str) and self.reference != "mean":
+            raise ValueError(f"reference must be a number, 'mean', a tensor or a callable, got {self.reference!r}")
+
+    # -- geometry -------------------------------------------------------------------------------------------
+    @property
+    def _n_spatial(self) -> int:
+        return len(self.block)
+
+    def grid(self, inputs: torch.Tensor) -> tuple[int, ...]:
+        """Number of blocks along each trailing axis."""
+        spatial = inputs.shape[inputs.ndim - self._n_spatial :]
+        return tuple(math.ceil(n / b) for n, b in zip(spatial, self.block, strict=True))
+
+    def num_units(self, inputs: torch.Tensor) -> int:
+        return math.prod(self.grid(inputs))
+
+    def _to_cs(self, x: torch.Tensor) -> torch.Tensor:
+        """Views ``x`` as (B, C, *spatial), folding any axes between batch and spatial into C."""
+        if self.channel_dim is None:
+            lead = x.shape[: x.ndim - self._n_spatial]
+            return x.reshape(lead[0], -1, *x.shape[x.ndim - self._n_spatial :])
+        x = x.movedim(self.channel_dim, 1)
+        return x.reshape(x.shape[0], -1, *x.shape[x.ndim - self._n_spatial :])
+
+    # -- protocol -------------------------------------------------------------------------------------------
+    def scores(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        b = inputs.shape[0]
+        grid = self.grid(inputs)
+        d = math.prod(grid)
+        attributions = attributions.to(inputs.device)
+        if attributions.shape == inputs.shape:
+            a = self._to_cs(attributions).float().sum(dim=1)  # (B, *spatial)
+            pooled = _block_sum(a, self.block)
+            return pooled.reshape(b, d)
+        if tuple(attributions.shape) == (b, *grid) or tuple(attributions.shape) == (b, d):
+            return attributions.float().reshape(b, d)
+        spatial = tuple(inputs.shape[inputs.ndim - self._n_spatial :])
+        if tuple(attributions.shape) == (b, *spatial):  # already summed over channels
+            return _block_sum(attributions.float(), self.block).reshape(b, d)
+        raise ValueError(
+            f"attributions of shape {tuple(attributions.shape)} do not match inputs of shape "
+            f"{tuple(inputs.shape)}: expected the input's shape, {(b, *spatial)}, the unit grid {(b, *grid)} "
+            f"or {(b, d)}"
+        )
+
+    def expand(self, keep: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Expands a (B, D) unit mask to (B, 1, *spatial) over elements."""
+        grid = self.grid(inputs)
+        spatial = inputs.shape[inputs.ndim - self._n_spatial :]
+        m = keep.reshape(keep.shape[0], *grid)
+        for axis, bsz in enumerate(self.block):
+            if bsz > 1:
+                m = m.repeat_interleave(bsz, dim=1 + axis)
+        slices = (slice(None), *tuple(slice(0, n) for n in spatial))
+        return m[slices].unsqueeze(1)
+
+    def remove(self, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        mask_cs = self.expand(keep, inputs)  # (B, 1, *spatial)
+        x_cs = self._to_cs(inputs)
+        ref = self.reference
+        if callable(ref) and not isinstance(ref, torch.Tensor):
+            out_cs = ref(x_cs, mask_cs.expand_as(x_cs))
+        else:
+            if isinstance(ref, str):  # "mean": each input's own per-channel mean
+                ref_cs = x_cs.mean(dim=tuple(range(2, x_cs.ndim)), keepdim=True)
+            elif isinstance(ref, torch.Tensor):
+                ref_cs = self._to_cs(ref.to(inputs.device, inputs.dtype).expand_as(inputs[:1]))
+            else:
+                ref_cs = torch.tensor(float(ref), device=inputs.device, dtype=inputs.dtype)
+            out_cs = torch.where(mask_cs, x_cs, ref_cs)
+        return self._from_cs(out_cs, inputs)
+
+    def _from_cs(self, x_cs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.channel_dim is None:
+            return x_cs.reshape(like.shape)
+        moved = like.movedim(self.channel_dim, 1)
+        return x_cs.reshape(moved.shape).movedim(1, self.channel_dim)
+
+    def describe(self) -> dict:
+        ref = self.reference
+        ref_desc = ref if isinstance(ref, (int, float, str)) else type(ref).__name__
+        return {"kind": type(self).__name__, "block": list(self.block), "channel_dim": self.channel_dim,
+                "reference": ref_desc}
+
+
+def _block_sum(a: torch.Tensor, block: Sequence[int]) -> torch.Tensor:
+    """Sums (B, *spatial) over non-overlapping blocks, padding the far edges with zeros."""
+    if all(b == 1 for b in block):
+        return a
+    pads: list[int] = []
+    for n, bsz in reversed(list(zip(a.shape[1:], block, strict=True))):
+        pads += [0, (-n) % bsz]
+    a = F.pad(a, pads)
+    shape = [a.shape[0]]
+    for n, bsz in zip(a.shape[1:], block, strict=True):
+        shape += [n // bsz, bsz]
+    a = a.reshape(shape)
+    return a.sum(dim=tuple(range(2, len(shape), 2)))
+
+
+class ImageUnits(GridUnits):
+    """A unit is one pixel position with all its channels, or a ``patch`` x ``patch`` block of them.
+
+    Inputs are (B, C, H, W). ``reference`` is what a removed pixel becomes (default 0.0: the mean colour of
+    standardised images).
+    """
+
+    def __init__(self, patch: int = 1, reference: Reference = 0.0) -> None:
+        if int(patch) < 1:
+            raise ValueError(f"patch must be >= 1, got {patch}")
+        super().__init__(block=(int(patch), int(patch)), channel_dim=1, reference=reference)
+        object.__setattr__(self, "patch", int(patch))
+
+    def num_units(self, inputs: torch.Tensor) -> int:
+        _check_batch(inputs, 4, "ImageUnits")
+        return super().num_units(inputs)
+
+    def __repr__(self) -> str:
+        return f"ImageUnits(patch={self.patch}, reference={self.reference!r})"

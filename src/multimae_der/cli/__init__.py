@@ -1,0 +1,28 @@
+"""The ``multimae-der`` command line. Each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from ffidelity.cli._common import setup_environment
+
+app = typer.Typer(name="multimae-der", help="Audio-visual dynamic emotion recognition (MultiMAE-DER).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+_MODULES: tuple[str, ...] = ()  # e.g. "multimae_der.cli.data"; each module defines register(app)
+
+for _name in _MODULES:
+    __import__(_name, fromlist=["register"]).register(app)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from multimae_der import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    setup_environment()
+    app()
