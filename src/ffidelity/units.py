@@ -82,9 +82,19 @@ class GridUnits(Units):
     def _n_spatial(self) -> int:
         return len(self.block)
 
+    def spatial(self, inputs: torch.Tensor) -> tuple[int, ...]:
+        """The sizes of the blocked axes: the trailing axes once the channel axis is set aside."""
+        shape = list(inputs.shape)
+        if self.channel_dim is not None:
+            del shape[self.channel_dim]
+        if len(shape) < 1 + self._n_spatial:
+            raise ValueError(f"{type(self).__name__} with {self._n_spatial} blocked axes cannot take inputs of "
+                             f"shape {tuple(inputs.shape)}")
+        return tuple(shape[len(shape) - self._n_spatial :])
+
     def grid(self, inputs: torch.Tensor) -> tuple[int, ...]:
-        """Number of blocks along each trailing axis."""
-        spatial = inputs.shape[inputs.ndim - self._n_spatial :]
+        """Number of blocks along each blocked axis."""
+        spatial = self.spatial(inputs)
         return tuple(math.ceil(n / b) for n, b in zip(spatial, self.block, strict=True))
 
     def num_units(self, inputs: torch.Tensor) -> int:
@@ -110,7 +120,7 @@ class GridUnits(Units):
             return pooled.reshape(b, d)
         if tuple(attributions.shape) == (b, *grid) or tuple(attributions.shape) == (b, d):
             return attributions.float().reshape(b, d)
-        spatial = tuple(inputs.shape[inputs.ndim - self._n_spatial :])
+        spatial = self.spatial(inputs)
         if tuple(attributions.shape) == (b, *spatial):  # already summed over channels
             return _block_sum(attributions.float(), self.block).reshape(b, d)
         raise ValueError(
@@ -122,7 +132,7 @@ class GridUnits(Units):
     def expand(self, keep: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Expands a (B, D) unit mask to (B, 1, *spatial) over elements."""
         grid = self.grid(inputs)
-        spatial = inputs.shape[inputs.ndim - self._n_spatial :]
+        spatial = self.spatial(inputs)
         m = keep.reshape(keep.shape[0], *grid)
         for axis, bsz in enumerate(self.block):
             if bsz > 1:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from ffidelity.cli import evaluate
+from ffidelity.cli import benchmark, evaluate
 from ffidelity.cli._common import setup_environment
 
 app = typer.Typer(name="ffidelity", help="Faithfulness evaluation of explanations: Fidelity, R-Fidelity, "
                   "F-Fidelity, ROAR.", no_args_is_help=True, pretty_exceptions_enable=False)
 
-for _module in (evaluate,):
+for _module in (evaluate, benchmark):
     _module.register(app)
 
 
