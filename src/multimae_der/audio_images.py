@@ -27,16 +27,17 @@ __all__ = ["AudioImages", "audio_images", "colormap_lut", "tf_mask_to_images", "
 def window_bounds(num_samples: int, num_windows: int) -> np.ndarray:
     """Sample ranges ``[start, stop)`` of the paper's windows, shape (N, 2).
 
-    ``start_i = floor(i * L / (N + 1))`` and every window has the same length ``floor(2 * L / (N + 1))``, so
-    window i ends within one sample of ``(i + 2) * L / (N + 1)`` and never past the end.
+    With segment length ``seg = L / (N + 1)``, window i should span ``[i seg, (i + 2) seg)``. Every window gets
+    the same length ``round(2 seg)`` (so all windows batch through one STFT) and starts at ``round(i seg)``
+    (pulled back to end inside the clip), so both ends lie within one sample of the exact boundaries.
     """
     if num_windows < 1:
         raise ValueError(f"num_windows must be >= 1, got {num_windows}")
     if num_samples < num_windows + 1:
         raise ValueError(f"{num_samples} audio samples are too few for {num_windows} windows")
-    i = np.arange(num_windows, dtype=np.int64)
-    starts = (i * num_samples) // (num_windows + 1)
-    length = (2 * num_samples) // (num_windows + 1)
+    seg = num_samples / (num_windows + 1)
+    length = int(round(2 * seg))
+    starts = np.minimum(np.round(np.arange(num_windows) * seg).astype(np.int64), num_samples - length)
     return np.stack([starts, starts + length], axis=1)
 
 
