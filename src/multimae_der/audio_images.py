@@ -36,7 +36,7 @@ def window_bounds(num_samples: int, num_windows: int) -> np.ndarray:
     if num_samples < num_windows + 1:
         raise ValueError(f"{num_samples} audio samples are too few for {num_windows} windows")
     seg = num_samples / (num_windows + 1)
-    length = int(round(2 * seg))
+    length = round(2 * seg)
     starts = np.minimum(np.round(np.arange(num_windows) * seg).astype(np.int64), num_samples - length)
     return np.stack([starts, starts + length], axis=1)
 
