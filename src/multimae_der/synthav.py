@@ -573,16 +573,19 @@ def synthesize(out: str | Path, fmt: str = "ravdess", *, actors: int = 8, clips_
         raise ValueError(f"size must be a multiple of 16 and at least 32, got {size}")
     out = Path(out)
     jobs = _plan(out, fmt, actors, clips_per_actor, seed, duration, fps, size, sample_rate)
+    from multimae_der.prepare import _init_worker, _single_thread
+
     done = 0
     if workers <= 1:
-        for job in jobs:
-            n = _run_job(job)
-            done += n
-            if progress:
-                progress(n)
+        with _single_thread():
+            for job in jobs:
+                n = _run_job(job)
+                done += n
+                if progress:
+                    progress(n)
     else:
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
             for n in pool.map(_run_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
                 done += n
                 if progress:
