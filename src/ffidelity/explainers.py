@@ -132,8 +132,9 @@ def sg_sq(model: nn.Module, x: torch.Tensor, target: torch.Tensor, nt_samples: i
     ``internal_batch_size`` bounds how many interpolated inputs Captum holds at once.
     """
     torch.manual_seed(seed)
+    per_call = max(1, min(nt_samples, internal_batch_size // max(1, x.shape[0])))  # noisy copies per IG call
     return NoiseTunnel(IntegratedGradients(model)).attribute(
-        x, nt_type="smoothgrad_sq", nt_samples=nt_samples, stdevs=stdevs, nt_samples_batch_size=nt_samples,
+        x, nt_type="smoothgrad_sq", nt_samples=nt_samples, stdevs=stdevs, nt_samples_batch_size=per_call,
         target=target, n_steps=n_steps, internal_batch_size=internal_batch_size)
 
 
