@@ -113,6 +113,24 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+def test_extend_constant_schedule_run_by_epochs(tmp_path):
+    """With a constant rate (the paper preset's schedule), training 1 epoch then asking for 2 in the same folder
+    continues the global step and ends with the weights of an uninterrupted 2-epoch run."""
+    data = PlantedClips(16)
+    two = train(data, tmp_path / "two", cfg(epochs=2, schedule="constant", warmup=0.0), progress=False)
+    run = train(data, tmp_path / "ext", cfg(epochs=1, schedule="constant", warmup=0.0), progress=False)
+    run = train(data, run, cfg(epochs=2, schedule="constant", warmup=0.0), progress=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4
+    a, b = load_file(str(two / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # with the cosine schedule the number of epochs defines the run
+    train(data, tmp_path / "cos", cfg(epochs=1), progress=False)
+    with pytest.raises(ValueError, match=r"training\.epochs"):
+        train(data, tmp_path / "cos", cfg(epochs=2), progress=False)
+
+
+@pytest.mark.slow
 def test_linear_probe_and_validation_best_checkpoint(tmp_path):
     data, val = PlantedClips(24), PlantedClips(12, seed=3)
     run = train(data, tmp_path / "probe", cfg(epochs=2, linear_probe=True, fusion="cfas"), val_data=val,

@@ -34,9 +34,8 @@ from multimae_der.metrics import metrics_from_confusion
 from multimae_der.model import build_classifier, freeze_backbone, make_config
 from multimae_der.run import CONFIG_FILE, WEIGHTS_FILE, read_run_config, save_weights, write_run_config
 
-#: keys of TrainConfig that may change between attempts on one run folder (they do not change the result,
-#: except ``epochs``, which extends a finished run)
-RUNTIME_KEYS = ("epochs", "accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
+#: keys of TrainConfig that may change between attempts on one run folder (they do not change the result)
+RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
 
 
 @dataclass
@@ -223,7 +222,11 @@ def build_model_config(config: TrainConfig, class_names: Sequence[str]) -> Video
 def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
     """The parts of a run configuration that define the run, as they read back from JSON."""
     c = {k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k != "format"}
-    c["training"] = {k: v for k, v in c.get("training", {}).items() if k not in RUNTIME_KEYS}
+    t = c.get("training", {})
+    # the cosine/warm-up schedule depends on the total number of steps, so ``epochs`` defines the run; with a
+    # constant rate and no warm-up a finished run may be extended by asking for more epochs
+    extendable = t.get("schedule") == "constant" and not t.get("warmup")
+    c["training"] = {k: v for k, v in t.items() if k not in RUNTIME_KEYS and not (extendable and k == "epochs")}
     return c
 
 
