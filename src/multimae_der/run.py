@@ -1,0 +1,117 @@
+"""The run folder: everything needed to rebuild, evaluate or resume a trained model, without unpickling.
+
+Layout::
+
+    RUN/config.json          the full configuration: class names, the HF model config ("model"), fusion,
+                             preprocessing, training hyper-parameters (written first, atomically)
+    RUN/model.safetensors    final weights (HF VideoMAEForVideoClassification keys), written when training ends
+    RUN/checkpoints/         Lightning checkpoints: last.ckpt (resume after a kill), best.ckpt (with validation)
+    RUN/logs/                CSV logs (one version_N folder per attempt)
+    RUN/metrics.json         written by ``evaluate`` (plus confusion_matrix.png)
+
+:func:`load_run` reads only ``config.json`` and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import VideoMAEConfig
+
+from ffidelity import atomic
+from multimae_der.collate import FusionCollate
+from multimae_der.model import MultiMAEClassifier, build_classifier
+
+RUN_FORMAT = "multimae-der-run/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class Run:
+    """A loaded run: the classifier (eval mode, CPU), its configuration and class names."""
+
+    path: Path
+    model: MultiMAEClassifier
+    config: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    @property
+    def fusion(self) -> dict[str, Any]:
+        return dict(self.config["fusion"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["model"]["image_size"])
+
+    def collate(self) -> FusionCollate:
+        """The batching/fusion step this run was trained with."""
+        f = self.fusion
+        return FusionCollate(f["strategy"], num_frames=f["num_frames"], seed=f["seed"],
+                             image_size=self.image_size, options=dict(f.get("options", {})))
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """``RUN/config.json``, with clear errors for a missing or foreign file."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: {path.name} is missing")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} is not a MultiMAE-DER run configuration (format {RUN_FORMAT!r} expected)")
+    return cfg
+
+
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    atomic.write_json(Path(run_dir) / CONFIG_FILE, {"format": RUN_FORMAT, **config})
+
+
+def model_config(run_config: dict[str, Any]) -> VideoMAEConfig:
+    return VideoMAEConfig.from_dict(dict(run_config["model"]))
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """A state dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic.atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Rebuilds a trained classifier from ``config.json`` + ``model.safetensors`` (no pickle involved).
+
+    Raises:
+        FileNotFoundError: not a run folder, or training has not finished (no ``model.safetensors``).
+        ValueError: the weights do not fit the configured model.
+    """
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {WEIGHTS_FILE}: training has not finished (rerun train with "
+                                "the same folder to resume)")
+    model = build_classifier(model_config(cfg))
+    state = load_file(str(weights))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"{weights} does not fit the configured model: {str(exc).splitlines()[-1]}") from None
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not fit the configured model: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}")
+    return Run(run_dir, model.eval(), cfg)
