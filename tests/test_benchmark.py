@@ -1,0 +1,90 @@
+"""The controlled experiment: scores with known answers, and a tiny end-to-end run with resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ffidelity.benchmark import BenchmarkConfig, run
+from ffidelity.correlation import macro_scores, micro_per_level, micro_ranks, nanmean, spearman
+from ffidelity.tasks import get_task
+
+NOISES = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+S = np.array([0.1, 0.2, 0.3])
+
+
+def test_spearman_known_answers_and_undefined_ties() -> None:
+    assert spearman([5, 4, 3, 2, 1, 0], NOISES) == pytest.approx(-1.0)
+    assert spearman([0, 1, 2, 3, 4, 5], NOISES) == pytest.approx(1.0)
+    assert math.isnan(spearman([1, 1, 1, 1, 1, 1], NOISES))  # undefined, not 0
+    assert spearman([1, 3, 2, 4, 6, 5], NOISES) == pytest.approx(1 - 6 * (0 + 1 + 1 + 0 + 1 + 1) / (6 * 35))
+
+
+def test_macro_and_micro_scores_of_an_ideal_metric() -> None:
+    plus = np.outer(1 - NOISES, [1.0, 2.0, 3.0])  # MoRF falls with noise at every level
+    minus = np.outer(NOISES, [1.0, 1.0, 1.0])  # LeRF rises with noise
+    m = macro_scores(plus, minus, NOISES, S)
+    assert m == pytest.approx({"morf_vs_gt": -1.0, "lerf_vs_gt": 1.0, "morf_vs_lerf": -1.0})
+    micro = micro_per_level(plus, minus, NOISES)
+    assert np.allclose(micro["morf_vs_gt"], -1) and np.allclose(micro["lerf_vs_gt"], 1)
+    flat = micro_per_level(np.ones((6, 3)), minus, NOISES)
+    assert np.isnan(flat["morf_vs_gt"]).all() and math.isnan(nanmean(flat["morf_vs_gt"]))
+
+
+def test_micro_rank_prefers_the_ideal_and_puts_undefined_last() -> None:
+    per_method = {"a": np.array([-1.0, -0.5]), "b": np.array([-0.2, -0.9]), "c": np.array([np.nan, 0.3])}
+    ranks = micro_ranks(per_method, "morf_vs_gt")  # ideal -1: lower is better
+    assert ranks == {"a": 1.5, "b": 1.5, "c": 3.0}
+    assert micro_ranks({"a": np.array([0.9]), "b": np.array([0.1])}, "lerf_vs_gt") == {"a": 1.0, "b": 2.0}
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    task = get_task("digits", quick=True)
+    task.x_train, task.y_train = task.x_train[:300], task.y_train[:300]
+    task.fit = {"epochs": 3, "lr": 3e-3, "batch_size": 64}
+    task.finetune = {"epochs": 1, "lr": 1e-3, "batch_size": 64}
+    task.explainer_kwargs = {"sg_sq": {"n_steps": 2, "nt_samples": 2}}
+    return task
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_writes_every_output_and_resumes(tmp_path, tiny_task, monkeypatch) -> None:
+    cfg = BenchmarkConfig(explainers=("saliency", "gradcam"), seeds=2, noises=(0.0, 0.5, 1.0),
+                          sparsities=(0.2, 0.5), n_test=12, n_samples=2, progress=False)
+    res = run(cfg, tmp_path, task=tiny_task)
+    for name in ("results.json", "table.csv", "report.html", "curves_saliency_ffid.png",
+                 "curves_gradcam_roar.png"):
+        assert (tmp_path / name).exists(), name
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["seeds"] == 2 and data["environment"]["torch"] == torch.__version__
+    table = res.table()
+    assert table.shape == (7, 2 * 5)  # 7 score rows; 2 explainers x (4 methods + F-Fid on original explanations)
+    assert set(res.curves["explainer"]) == {"saliency", "gradcam", "random"}
+    assert len(res.curves) == 2 * (2 * 5 * 3 + 5)  # seeds x (explainers x methods x noises + random per method)
+    html = (tmp_path / "report.html").read_text()
+    assert "F-Fidelity" in html and "ground-truth ranking" in html and "random" in html
+
+    # a rerun is served from the cache: no training, no explaining, no evaluation
+    import ffidelity.benchmark as bm
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed instead of reading the cache")
+
+    monkeypatch.setattr(bm, "explain", boom)
+    monkeypatch.setattr(bm.Fidelity, "evaluate", boom)
+    again = run(cfg, tmp_path, task=tiny_task)
+    assert again.curves.equals(res.curves)
+
+
+def test_bad_benchmark_config_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown methods"):
+        BenchmarkConfig(methods=("fid", "magic")).check()
+    with pytest.raises(ValueError, match="two noise levels"):
+        BenchmarkConfig(noises=(0.0,)).check()
+    with pytest.raises(ValueError, match="beta"):
+        BenchmarkConfig(beta=3).check()
