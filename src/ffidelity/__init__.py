@@ -13,6 +13,7 @@ Public API::
 from ffidelity.engine import DEFAULT_SPARSITIES, FFidelity, Fidelity, RFidelity
 from ffidelity.explainers import EXPLAINERS, degrade, explain
 from ffidelity.result import FidelityResult
+from ffidelity.road import ROAD, NoisyLinearImputer
 from ffidelity.units import GridUnits, ImageUnits, Units
 
 __version__ = "0.1.0"
@@ -20,11 +21,13 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SPARSITIES",
     "EXPLAINERS",
+    "ROAD",
     "FFidelity",
     "Fidelity",
     "FidelityResult",
     "GridUnits",
     "ImageUnits",
+    "NoisyLinearImputer",
     "RFidelity",
     "Units",
     "__version__",
