@@ -63,9 +63,9 @@ def test_tiny_benchmark_writes_every_output_and_resumes(tmp_path, tiny_task, mon
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["config"]["seeds"] == 2 and data["environment"]["torch"] == torch.__version__
     table = res.table()
-    assert table.shape == (7, 2 * 5)  # 7 score rows; 2 explainers x (4 methods + F-Fid on original explanations)
+    assert table.shape == (7, 2 * 6)  # 7 score rows; 2 explainers x (5 methods + F-Fid on original explanations)
     assert set(res.curves["explainer"]) == {"saliency", "gradcam", "random"}
-    assert len(res.curves) == 2 * (2 * 5 * 3 + 5)  # seeds x (explainers x methods x noises + random per method)
+    assert len(res.curves) == 2 * (2 * 6 * 3 + 6)  # seeds x (explainers x methods x noises + random per method)
     html = (tmp_path / "report.html").read_text()
     assert "F-Fidelity" in html and "ground-truth ranking" in html and "random" in html
 
@@ -88,3 +88,23 @@ def test_bad_benchmark_config_is_a_clear_error() -> None:
         BenchmarkConfig(noises=(0.0,)).check()
     with pytest.raises(ValueError, match="beta"):
         BenchmarkConfig(beta=3).check()
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_numbers_of_one(tmp_path) -> None:
+    import shutil
+
+    cfg = BenchmarkConfig(methods=("fid", "ffid"), explainers=("saliency",), seeds=1, noises=(0.0, 1.0),
+                          sparsities=(0.3, 0.6), n_test=10, n_samples=3, quick=True, progress=False,
+                          original_explanations=False, random_baseline=False)
+    two = run(cfg, tmp_path / "two", devices=2)
+    one_dir = tmp_path / "one"
+    one_dir.mkdir()
+    for sub in ("models", "explanations"):  # same models and explanations; only the curves are recomputed
+        shutil.copytree(tmp_path / "two" / sub, one_dir / sub)
+    one = run(cfg, one_dir)
+    assert len(one.curves) == len(two.curves) == 4
+    for a, b in zip(one.curves["fid_plus"], two.curves["fid_plus"], strict=True):
+        assert a == b
+    for a, b in zip(one.curves["fid_minus"], two.curves["fid_minus"], strict=True):
+        assert a == b

@@ -21,14 +21,16 @@ from torch import nn
 
 from ffidelity import atomic
 from ffidelity.correlation import IDEAL, macro_scores, micro_per_level, micro_ranks, nanmean
+from ffidelity.distributed import evaluate_sharded, world
 from ffidelity.engine import FFidelity, Fidelity, RFidelity, seeded_generator
 from ffidelity.explainers import degrade, explain
+from ffidelity.road import ROAD
 from ffidelity.roar import ROAR
 from ffidelity.tasks import Task, get_task
 from ffidelity.training import fit_classifier
 
-METHODS = ("fid", "roar", "rfid", "ffid")
-METHOD_NAMES = {"fid": "Fidelity", "roar": "ROAR", "rfid": "R-Fidelity", "ffid": "F-Fidelity",
+METHODS = ("fid", "roar", "rfid", "ffid", "road")
+METHOD_NAMES = {"fid": "Fidelity", "roar": "ROAR", "rfid": "R-Fidelity", "ffid": "F-Fidelity", "road": "ROAD",
                 "ffid_orig": "F-Fidelity (explanations of the original model)"}
 NOISES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SCORES = ("morf_vs_gt", "lerf_vs_gt", "morf_vs_lerf")
@@ -93,6 +95,8 @@ class BenchmarkConfig:
             return Fidelity(**common)
         if method == "roar":
             return ROAR(**common)
+        if method == "road":
+            return ROAD(**common)
         if method == "rfid":
             return RFidelity(self.alpha_plus, self.alpha_minus, self.n_samples, **common)
         return FFidelity(self.beta, self.alpha_plus, self.alpha_minus, self.n_samples, **common)
@@ -167,18 +171,41 @@ def _mean_std(values: np.ndarray) -> str:
 
 # -- the run ---------------------------------------------------------------------------------------------------
 def run(config: BenchmarkConfig | None = None, out_dir: str | Path | None = None, *, task: Task | None = None,
-        **overrides: Any) -> BenchmarkResult:
+        devices: int = 1, evaluate: bool = True, **overrides: Any) -> BenchmarkResult:
     """Runs the controlled experiment and (with ``out_dir``) writes results.json, table.csv, plots, report.html.
 
     Args:
         config: the settings; keyword ``overrides`` replace single fields (``run(dataset="digits", seeds=1)``).
         out_dir: output and cache folder; rerunning with the same folder reuses everything computed.
         task: a prebuilt task (otherwise ``config.dataset`` is looked up in ``ffidelity.tasks.TASKS``).
+        devices: processes that share the evaluation (test inputs are sharded, results gathered; identical
+            numbers to one process). Models and explanations are computed once, first, in this process.
+        evaluate: ``False`` stops after training and explaining (fills the cache; returns ``None``).
     """
     cfg = config or BenchmarkConfig()
     if overrides:
         cfg = BenchmarkConfig(**{**asdict(cfg), **overrides})
     cfg.check()
+    if devices > 1:
+        from ffidelity.distributed import launch
+
+        if out_dir is None:
+            raise ValueError("a run on several devices needs an output folder (out_dir) to share its cache")
+        if task is not None:
+            raise ValueError("a run on several devices rebuilds its task by name; pass config.dataset, not task=")
+        run(cfg, out_dir, evaluate=False)  # train models and explain once, into the cache
+        launch(_distributed_run, devices, cfg, str(out_dir))
+        return run(cfg, out_dir)  # everything is cached now: gathers the results in this process
+    return _run(cfg, out_dir, task, evaluate=evaluate)
+
+
+def _distributed_run(cfg: BenchmarkConfig, out_dir: str) -> None:
+    _run(cfg, out_dir, None, evaluate=True)
+
+
+def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, evaluate: bool = True
+         ) -> BenchmarkResult:
+    rank = world()[0]
     out = Path(out_dir) if out_dir is not None else None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -225,6 +252,9 @@ def run(config: BenchmarkConfig | None = None, out_dir: str | Path | None = None
                                           out_dir=sub("models", f"roar_{e}"), **task.fit)
         timings["roar_retrain_s"] = time.perf_counter() - t
 
+    if not evaluate:
+        return None  # type: ignore[return-value]
+
     # 4. the curves of every degraded copy under every method
     t = time.perf_counter()
     method_list = list(cfg.methods) + (["ffid_orig"] if cfg.original_explanations and tuned is not None else [])
@@ -257,7 +287,7 @@ def run(config: BenchmarkConfig | None = None, out_dir: str | Path | None = None
                              scores=_score_table(curves, np.asarray(cfg.noises), s_grid, explainers),
                              baseline=_baseline_table(curves, s_grid), models=models, timings=timings,
                              out_dir=out)
-    if out is not None:
+    if out is not None and rank == 0:
         from ffidelity.benchmark_report import write_outputs
 
         write_outputs(result, task)
@@ -284,11 +314,11 @@ def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: to
     metric = cfg.metric("ffid" if method == "ffid_orig" else method, seed)
     metric.units = task.units
     metric.progress = False
-    res = metric.evaluate(model, x, y, attributions)
+    res = evaluate_sharded(metric, model, x, y, attributions)
     rec = {"seed": seed, "explainer": explainer, "method": method, "noise": noise,
            "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist(),
            "auc_plus": res.auc_plus, "auc_minus": res.auc_minus}
-    if key is not None:
+    if key is not None and world()[0] == 0:
         atomic.write_json(key, rec)
     return rec
 

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         root: Path | None = typer.Option(None, help="Folder of a real data set (CIFAR, PAM, SST-2, ...)."),
         explainers: str | None = typer.Option(None, help="Comma-separated base explainers (default: the "
                                               "data set's)."),
-        methods: str = typer.Option("fid,roar,rfid,ffid", help="Comma-separated evaluation methods."),
+        methods: str = typer.Option("fid,roar,rfid,ffid,road", help="Comma-separated evaluation methods."),
         seeds: int | None = typer.Option(None, help="Seeds of the degradation and Monte-Carlo draws (paper: 5)."),
         n_test: int | None = typer.Option(None, help="Test inputs evaluated."),
         n_samples: int | None = typer.Option(None, help="Monte-Carlo samples N (paper: 50)."),
@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("acc", help="'acc' (accuracy indicator, the paper's) or 'prob'."),
         quick: bool = typer.Option(False, help="One seed, 9 sparsities, 100 inputs, N = 10: a few minutes."),
         batch_size: int = typer.Option(512, help="Masked copies per forward pass."),
+        devices: int = typer.Option(1, help="Processes sharing the evaluation (GPUs, or CPU workers); under "
+                                    "torchrun/SLURM the job's processes are used."),
+        strategy: str = typer.Option("ddp", help="Scale-out strategy (only 'ddp': shard inputs, gather results)."),
     ) -> None:
         """Which faithfulness metric recovers the true ranking of degraded explainers? (F-Fidelity, Table 1)"""
         from ffidelity.benchmark import BenchmarkConfig, run
@@ -47,9 +50,12 @@ def register(app: typer.Typer) -> None:
             cfg = BenchmarkConfig.quick_preset(**common, **sized)
         else:
             cfg = BenchmarkConfig(**common, **{k: v for k, v in sized.items() if v is not None})
+        cfg.check()
+        if strategy != "ddp":
+            raise ValueError(f"--strategy must be 'ddp', got {strategy!r}")
         console.print(f"[bold]benchmark[/] {dataset} -> {out}  (seeds {cfg.seeds}, N {cfg.n_samples}, "
                       f"{len(cfg.sparsity_grid())} sparsities)")
-        result = run(cfg, out)
+        result = run(cfg, out, devices=devices)
         table = Table(title=f"{dataset}: macro MoRF vs GT (ideal -1) / LeRF vs GT (ideal +1)")
         table.add_column("explainer")
         table.add_column("method")
