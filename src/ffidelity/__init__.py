@@ -10,11 +10,12 @@ Public API::
     result.fid_plus, result.fid_minus
 """
 
+from ffidelity import text_explainers as _text_explainers  # noqa: F401  (registers the layer_* explainers)
 from ffidelity.engine import DEFAULT_SPARSITIES, FFidelity, Fidelity, RFidelity
 from ffidelity.explainers import EXPLAINERS, degrade, explain
 from ffidelity.result import FidelityResult
 from ffidelity.road import ROAD, NoisyLinearImputer
-from ffidelity.units import GridUnits, ImageUnits, Units
+from ffidelity.units import GridUnits, ImageUnits, SequenceUnits, TokenUnits, Units
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
     "ImageUnits",
     "NoisyLinearImputer",
     "RFidelity",
+    "SequenceUnits",
+    "TokenUnits",
     "Units",
     "__version__",
     "degrade",

@@ -148,6 +148,10 @@ def last_conv(model: nn.Module) -> nn.Module:
     """The last convolution of ``model``: GradCAM's default layer (the last conv block)."""
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
     if not convs:
+        if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+            raise ValueError("gradcam does not apply to recurrent models (LSTM/GRU): it weights convolutional "
+                             "feature maps, which an RNN does not have; use saliency, integrated_gradients, "
+                             "sg_sq or occlusion")
         raise ValueError("gradcam needs a convolutional layer; pass layer=... for this model")
     return convs[-1]
 
@@ -164,14 +168,27 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.M
 # -- perturbation methods ------------------------------------------------------------------------------------
 @register("occlusion")
 def occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int | tuple[int, ...] = 4,
-              stride: int | tuple[int, ...] | None = None, baseline: float = 0.0) -> torch.Tensor:
-    """Score drop when a sliding window is replaced by the baseline (Zeiler and Fergus 2014)."""
+              stride: int | tuple[int, ...] | None = None, baseline: float = 0.0, channel_dim: int = 1
+              ) -> torch.Tensor:
+    """Score drop when a sliding window is replaced by the baseline (Zeiler and Fergus 2014).
+
+    The window always spans every channel; ``channel_dim`` says which axis holds them (1 for (B, C, H, W)
+    images, 2 or -1 for (B, T, F) time series, whose window then slides over time).
+    """
+    cdim = channel_dim % x.ndim
+    if cdim == 0:
+        raise ValueError("channel_dim cannot be the batch axis")
     spatial = x.ndim - 2
     win = (window,) * spatial if isinstance(window, int) else tuple(window)
     st = win if stride is None else ((stride,) * spatial if isinstance(stride, int) else tuple(stride))
-    c = x.shape[1]
-    return Occlusion(model).attribute(x, sliding_window_shapes=(c, *win), strides=(c, *st), target=target,
-                                      baselines=baseline, perturbations_per_eval=16)
+    if len(win) != spatial or len(st) != spatial:
+        raise ValueError(f"window and stride need {spatial} sizes for inputs of shape {tuple(x.shape)}")
+    c = x.shape[cdim]
+    shapes, strides = list(win), list(st)
+    shapes.insert(cdim - 1, c)
+    strides.insert(cdim - 1, c)
+    return Occlusion(model).attribute(x, sliding_window_shapes=tuple(shapes), strides=tuple(strides),
+                                      target=target, baselines=baseline, perturbations_per_eval=16)
 
 
 @register("random")

@@ -117,3 +117,7 @@ def cifar10_task(root: str | Path | None = None, seed: int = 0, quick: bool = Fa
 def cifar100_task(root: str | Path | None = None, seed: int = 0, quick: bool = False) -> Task:
     """CIFAR-100 python batches at ``root``, ResNet-9 (the paper's setting)."""
     return _cifar_task(100, root, seed, quick)
+
+
+# Time-series and text tasks register themselves on import (kept in their own module).
+from ffidelity import seq_tasks as _seq_tasks  # noqa: E402,F401
