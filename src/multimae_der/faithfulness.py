@@ -211,7 +211,7 @@ def ground_truth_check(result: BenchmarkResult, task: Task, gt_scores: torch.Ten
                          "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist()})
     areas = pd.DataFrame(rows)
     comps = []
-    deg = result.curves[result.curves["explainer"] != "random"]
+    deg = result.curves[result.curves["explainer"].isin(set(result.scores["explainer"]))]  # no random baseline
     for (method, explainer), g in deg.groupby(["method", "explainer"], sort=False):
         if method not in set(areas["method"]):
             continue
@@ -260,7 +260,7 @@ def modality_check(run_: Run, items: Sequence[Mapping[str, Any]], fused: FusedCl
                          "per_clip": [{"base": float(b), "without_video": _f(v), "without_audio": _f(a)}
                                       for b, v, a in zip(res.base_scores, drop_v, drop_a, strict=True)]}
         out["ablation"] = abl
-    if fused.labels is not None:
+    if fused.labels is not None and explainers:
         expl = explain_items(run_, items, explainers, target="label", batch_size=batch_size)
         out["share"] = {n: {m: float(np.mean([e[n].share.get(m, 0.0) for e in expl])) for m in MODALITIES}
                         for n in expl[0]}
