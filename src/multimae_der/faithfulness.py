@@ -322,7 +322,9 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
     cfg_kw: dict[str, Any] = {"dataset": task.name, "explainers": task.explainers, "methods": preset["methods"],
                               "seeds": 1 if quick else 3, "noises": preset["noises"], "sparsities": preset["sparsities"],
                               "n_test": len(te), "n_samples": preset["n_samples"], "mode": "prob", "batch_size": 32,
-                              "original_explanations": not quick, "quick": quick, "progress": progress}
+                              "original_explanations": not quick, "quick": quick, "progress": progress,
+                              # a base explainer named "random" would collide with the random baseline's rows
+                              "random_baseline": "random" not in task.explainers}
     cfg_kw.update(overrides)
     cfg = BenchmarkConfig(**cfg_kw)
     out.mkdir(parents=True, exist_ok=True)
