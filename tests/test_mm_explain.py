@@ -128,6 +128,13 @@ def test_vit_gradcam_is_the_token_cam_and_sums_back_per_tube(tiny_run):
     expected = torch.relu((g.mean(1, keepdim=True) * acts[0]).sum(-1)).detach()
     units = VideoUnits(tubelet=2, patch=16)
     assert torch.allclose(units.scores(cam, x), expected, atol=1e-5, rtol=1e-4)
+    from multimae_der.model import freeze_backbone
+
+    freeze_backbone(tiny_run.model)  # a linear-probe run: no parameter gradient reaches the encoder
+    try:
+        assert torch.allclose(vit_gradcam(model, x, target), cam, atol=1e-6)
+    finally:
+        freeze_backbone(tiny_run.model, False)
     assert resolve_explainer("gradcam") == "vit_gradcam" and resolve_explainer("IG") == "integrated_gradients"
     with pytest.raises(ValueError, match="unknown explainer"):
         resolve_explainer("lime")

@@ -123,7 +123,7 @@ def vit_gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: 
     handle = layer.register_forward_hook(hook)
     try:
         with torch.enable_grad():
-            logits = model(x)
+            logits = model(x.detach().requires_grad_(True))  # a gradient path even with a frozen encoder
             acts = captured[-1]
             score = logits.gather(1, target.view(-1, 1)).sum()
             grads = torch.autograd.grad(score, acts)[0]
