@@ -16,6 +16,7 @@ from ffidelity.explainers import EXPLAINERS, degrade, explain
 from ffidelity.result import FidelityResult
 from ffidelity.road import ROAD, NoisyLinearImputer
 from ffidelity.units import GridUnits, ImageUnits, SequenceUnits, TokenUnits, Units
+from ffidelity.video_units import GroupUnits, VideoUnits
 
 __version__ = "0.1.0"
 
@@ -27,12 +28,14 @@ __all__ = [
     "Fidelity",
     "FidelityResult",
     "GridUnits",
+    "GroupUnits",
     "ImageUnits",
     "NoisyLinearImputer",
     "RFidelity",
     "SequenceUnits",
     "TokenUnits",
     "Units",
+    "VideoUnits",
     "__version__",
     "degrade",
     "explain",
