@@ -19,7 +19,7 @@ def fake_data(monkeypatch):
     data = PlantedClips(24)
     calls = {}
 
-    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True):
+    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True, in_memory=False):
         calls["dataset"] = (dataset, str(root), config, label_set)
         return data
 

@@ -9,6 +9,7 @@ import av
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import multimae_der.train as train_module
@@ -71,7 +72,7 @@ def with_callback(monkeypatch, callback: L.Callback) -> None:
 def test_synth_train_evaluate_predict_resume(synth_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
     train_args = ["train", "--dataset", "ravdess", "--root", str(synth_root), "--num-folds", "2", "--fold", "2",
-                  "--fusion", "fslf", "--epochs", "2", "--out", str(run), *FAST]
+                  "--fusion", "fslf", "--epochs", "2", "--in-memory", "--out", str(run), *FAST]
 
     # an interrupted first attempt (8 training clips, batch 4: 2 steps per epoch), killed as step 4 of 4 starts
     first: list[int] = []
@@ -129,6 +130,21 @@ def test_synth_train_evaluate_predict_resume(synth_root, tmp_path, monkeypatch):
     assert out["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
     r = invoke("predict", str(video), "--run", str(run))
     assert r.exit_code == 0 and expected.emotion in r.output
+
+
+def test_in_memory_dataset_reads_each_file_once(synth_root, tmp_path):
+    cache = tmp_path / "cache"
+    config = PrepareConfig(num_frames=4, num_windows=4, image_size=32)
+    data = build_dataset("ravdess", synth_root, cache=cache, config=config, in_memory=True, progress=False)
+    first = data[3]
+    first["video"].zero_()  # changing an item never changes what the dataset holds
+    for file in (cache / "clips").glob("*.npz"):
+        file.unlink()
+    again = data[3]  # no file read (a read would warn and rebuild the file)
+    assert again["video"].shape == (4, 3, 32, 32) and again["video"].float().mean() > 0
+    assert not list((cache / "clips").glob("*.npz"))
+    fresh = build_dataset("ravdess", synth_root, cache=cache, config=config, progress=False)
+    assert torch.equal(fresh[3]["video"], again["video"]) and torch.equal(fresh[3]["audio"], again["audio"])
 
 
 def _video_without_audio(path) -> None:

@@ -75,10 +75,13 @@ class ClipDataset(Dataset):
         label_set: ``ravdess8`` / ``ravdess7`` / ``cremad6`` / ``iemocap4`` (default: the data set's own);
             clips whose emotion the set drops are left out.
         rebuild: rebuild a corrupt cache file from its source (with a warning) instead of failing.
+        in_memory: keep every clip's arrays in RAM after its first read, so later epochs read no files (small
+            sets: 64x64 clips take ~0.4 MB each; reading one from disk costs ~5 ms, a quarter of a tiny-model
+            training step on 2 cores when 16 are read per step).
     """
 
     def __init__(self, cache: str | os.PathLike[str], config: PrepareConfig | None = None,
-                 label_set: str | None = None, rebuild: bool = True) -> None:
+                 label_set: str | None = None, rebuild: bool = True, in_memory: bool = False) -> None:
         self.cache = Path(cache)
         path = _find_index(self.cache, config)
         try:
@@ -89,6 +92,8 @@ class ClipDataset(Dataset):
         self.config = PrepareConfig.from_dict(index["config"])
         self.label_set: LabelSet = get_label_set(label_set or index["label_set"])
         self.rebuild = rebuild
+        self.in_memory = in_memory
+        self._memory: dict[int, dict[str, Any]] = {}
         self.entries: list[dict[str, Any]] = []
         self.labels: list[int] = []
         for entry in index["entries"]:
@@ -130,7 +135,14 @@ class ClipDataset(Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} clips")
         i %= len(self)
-        data = self._load(i)
+        data = self._memory.get(i)
+        if data is not None:
+            data = {k: v.copy() for k, v in data.items()}  # callers may change their item in place
+        else:
+            data = self._load(i)
+            if self.in_memory:
+                self._memory[i] = {k: v.copy() for k, v in data.items()
+                                   if k in ("video", "audio", "gt_video", "gt_audio")}
         item: dict[str, Any] = {
             "video": torch.from_numpy(np.ascontiguousarray(data["video"])),
             "audio": torch.from_numpy(np.ascontiguousarray(data["audio"])),
@@ -195,7 +207,7 @@ def prepare_config_of(dataset: Any) -> PrepareConfig | None:
 
 def build_dataset(name: str, root: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = None,
                   config: PrepareConfig | dict[str, Any] | None = None, label_set: str | None = None,
-                  workers: int = 1, progress: bool = True) -> ClipDataset:
+                  workers: int = 1, progress: bool = True, in_memory: bool = False) -> ClipDataset:
     """Prepares what is missing from the cache, then returns the data set's :class:`ClipDataset`.
 
     A rerun decodes nothing new (see :func:`~multimae_der.prepare.prepare_dataset`), so this is cheap once the
@@ -209,6 +221,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], *, cache: str | os.Pa
             model's.
         label_set: ``ravdess8`` / ``ravdess7`` / ``cremad6`` / ``iemocap4`` (default: the data set's own).
         workers, progress: preparation worker processes and progress bar.
+        in_memory: keep clips in RAM after their first read (see :class:`ClipDataset`).
 
     Raises:
         ValueError: unknown data set or label set, no usable clip; FileNotFoundError: ``root`` is missing.
@@ -224,7 +237,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], *, cache: str | os.Pa
         raise FileNotFoundError(f"data folder {root} does not exist")
     cache = Path(cache) if cache is not None else default_cache(root)
     prepare_dataset(name, root, cache, config, workers=workers, progress=progress)
-    return ClipDataset(cache, config=config, label_set=label_set)
+    return ClipDataset(cache, config=config, label_set=label_set, in_memory=in_memory)
 
 
 def folds(name: str, data: ClipDataset | Sequence[str], *, num_folds: int | None = None,

@@ -140,7 +140,8 @@ def fusion_study(out: str | os.PathLike[str], strategies: Sequence[str] = ("fslf
     synth_seconds = _synth(root, study, progress)
     prep = PrepareConfig(num_frames=study.num_frames, num_windows=study.num_windows, image_size=study.image_size)
     t0 = time.perf_counter()
-    data = build_dataset("ravdess", root, cache=cache, config=prep, workers=study.workers, progress=progress)
+    data = build_dataset("ravdess", root, cache=cache, config=prep, workers=study.workers, progress=progress,
+                         in_memory=True)
     prepare_seconds = time.perf_counter() - t0
     tr, te = held_out_split(data.actors, study.test_actors)
     train_set, test_set = Subset(data, tr), Subset(data, te)
