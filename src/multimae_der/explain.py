@@ -221,6 +221,8 @@ class ClipExplanation:
         regions: mass per region of each source frame, ``(n, gy, gx)`` (audio rows: high to low frequency).
         used: the source indices the fusion used, per modality.
         gt_overlap: for clips with ground truth, the fraction of each modality's mass on the true cue pixels.
+        gt_area: the fraction of the used source pixels that are cue pixels: what ``gt_overlap`` would be for
+            an explanation that spreads its mass evenly (the chance level).
     """
 
     explainer: str
@@ -233,13 +235,14 @@ class ClipExplanation:
     regions: dict[str, torch.Tensor]
     used: dict[str, list[int]]
     gt_overlap: dict[str, float] = field(default_factory=dict)
+    gt_area: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"explainer": self.explainer, "target": self.target, "predicted": self.predicted,
                 "probability": self.probability, "share": self.share,
                 "timeline": {m: v.tolist() for m, v in self.timeline.items()},
                 "regions": {m: v.tolist() for m, v in self.regions.items()}, "used": self.used,
-                "gt_overlap": self.gt_overlap}
+                "gt_overlap": self.gt_overlap, "gt_area": self.gt_area}
 
 
 def summarize(layout: FusionLayout, attribution: torch.Tensor, num_sources: Mapping[str, int], *,
@@ -249,14 +252,16 @@ def summarize(layout: FusionLayout, attribution: torch.Tensor, num_sources: Mapp
     maps = source_maps(layout, attribution, num_sources)
     used = {m: sorted({i for i in layout.sources(m) if i >= 0}) for m in maps}
     overlap: dict[str, float] = {}
+    area: dict[str, float] = {}
     if gt:
         for m, mask in gt.items():
             total = float(maps[m].sum()) if m in maps else 0.0
             if total > 0:
                 overlap[m] = float((maps[m] * mask.to(maps[m].dtype)).sum()) / total
+                area[m] = float(mask[used[m]].float().mean())
     return ClipExplanation(explainer, int(target), int(predicted), float(probability), maps,
                            modality_share(maps), timeline(maps),
-                           {m: region_mass(v, grid) for m, v in maps.items()}, used, overlap)
+                           {m: region_mass(v, grid) for m, v in maps.items()}, used, overlap, area)
 
 
 def explain_items(run: Run, items: Sequence[Mapping[str, Any]], explainers: Sequence[str] = DEFAULT_EXPLAINERS,
