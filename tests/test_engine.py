@@ -250,3 +250,11 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
     with pytest.raises(ValueError, match="NaN or inf logits"):
         metric.evaluate(NaNModel(), x, None, torch.randn(2, 1, 4, 4))
+
+
+def test_constant_attributions_warn() -> None:
+    x = torch.ones(2, 1, 4, 4)
+    attr = torch.randn(2, 1, 4, 4)
+    attr[1] = 0.5
+    with pytest.warns(UserWarning, match=r"1 input\(s\) have constant attributions \(e.g. input 1\)"):
+        Fidelity(progress=False).evaluate(CountingModel(), x, None, attr)

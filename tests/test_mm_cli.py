@@ -1,8 +1,6 @@
 """The model CLI (train, evaluate, cv, predict, pretrain) through the dataset seam, on a planted fake set."""
 
 import json
-import sys
-import types
 
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ from multimae_der.cli import app
 from multimae_der.cli import model as cli_model
 from multimae_der.cv import check_folds, summarize, to_markdown
 
-FAST = ["--model", "tiny", "--image-size", "32", "--batch-size", "8", "--no-progress"]
+FAST = ["--model", "tiny", "--image-size", "32", "--layers", "1", "--batch-size", "8", "--no-progress"]
 
 
 @pytest.fixture
@@ -21,11 +19,11 @@ def fake_data(monkeypatch):
     data = PlantedClips(24)
     calls = {}
 
-    def build_dataset(dataset, root, cache, config):
-        calls["dataset"] = (dataset, str(root), config)
+    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True):
+        calls["dataset"] = (dataset, str(root), config, label_set)
         return data
 
-    def build_folds(dataset, ds, config):
+    def build_folds(dataset, ds, num_folds, seed):
         idx = list(range(len(ds)))
         return [(idx[12:], idx[:12]), (idx[:12], idx[12:])]
 
@@ -56,46 +54,85 @@ def test_summary_table_layout():
 def test_cli_train_evaluate_predict_cv_pretrain(tmp_path, fake_data, monkeypatch):
     data, calls = fake_data
     run = tmp_path / "run"
-    r = invoke("train", "ravdess", str(tmp_path), "--run", str(run), "--epochs", "1", "--fusion", "ofos", *FAST)
+    r = invoke("train", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(run), "--epochs", "1",
+               "--fusion", "ofos", "--fold", "1", "--labels", "ravdess8", *FAST)
     assert r.exit_code == 0, r.output
-    assert calls["dataset"][0] == "ravdess" and calls["dataset"][2]["image_size"] == 32
-    assert json.loads((run / "config.json").read_text())["fusion"]["strategy"] == "ofos"
+    dataset, _, prep, labels = calls["dataset"]
+    assert dataset == "ravdess" and prep.image_size == 32 and labels == "ravdess8"  # ONE PrepareConfig
+    conf = json.loads((run / "config.json").read_text())
+    assert conf["fusion"]["strategy"] == "ofos" and conf["preprocessing"] == prep.to_dict()
+    assert conf["data"]["fold"] == 1 and conf["data"]["dataset"] == "ravdess"
+    assert (run / "checkpoints" / "best.ckpt").is_file()  # validated on the held-out fold
 
-    r = invoke("evaluate", str(run), "ravdess", str(tmp_path), "--fold", "0", "--no-progress")
+    r = invoke("evaluate", "--run", str(run), "--no-progress")  # the run knows its data and fold
     assert r.exit_code == 0, r.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["n"] == 12 and "UAR" in r.output
+    assert metrics["n"] == 12 and "UAR" in r.output and "fold 1" in r.output
+    assert calls["dataset"][2] == conf["preprocessing"]  # evaluate prepares with the run's recorded config
 
     clip = data[0]
-    monkeypatch.setitem(sys.modules, "multimae_der.prepare", types.SimpleNamespace(
-        preprocess_clip=lambda path, config: {"video": clip["video"], "audio": clip["audio"]}))
+    import multimae_der.prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "preprocess_clip",
+                        lambda path, config, **kw: {"video": clip["video"].numpy(), "audio": clip["audio"].numpy()})
     video = tmp_path / "a.mp4"
     video.write_bytes(b"")
-    r = invoke("predict", str(run), str(video), "--json")
+    r = invoke("predict", str(video), "--run", str(run), "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["emotion"] in data.class_names and sum(out["probabilities"].values()) == pytest.approx(1.0)
 
-    r = invoke("predict", str(tmp_path / "nope"), str(video))
+    r = invoke("predict", str(video), "--run", str(tmp_path / "nope"))
     assert r.exit_code == 1 and "not a run folder" in r.output
 
     cv_dir = tmp_path / "cv"
-    r = invoke("cv", "ravdess", str(tmp_path), "--out", str(cv_dir), "--strategies", "fslf,audio", "--epochs", "1",
-               *FAST)
+    r = invoke("cv", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(cv_dir), "--fusion", "fslf,audio",
+               "--epochs", "1", *FAST)
     assert r.exit_code == 0, r.output
-    for name in ("results.csv", "results.md", "results.png", "folds.csv", "fslf/fold_1/metrics.json"):
+    for name in ("results.csv", "results.md", "results.png", "folds.csv", "fslf/fold_1/metrics.json",
+                 "audio/fold_2/metrics.json"):
         assert (cv_dir / name).is_file(), name
     table = pd.read_csv(cv_dir / "results.csv")
     assert table["strategy"].tolist() == ["fslf", "audio"] and (table["folds"] == 2).all()
-    assert len(pd.read_csv(cv_dir / "folds.csv")) == 4
+    assert pd.read_csv(cv_dir / "folds.csv")["fold"].tolist() == [1, 2, 1, 2]
+    assert json.loads((cv_dir / "fslf" / "fold_2" / "config.json").read_text())["data"]["fold"] == 2
 
     pre = tmp_path / "pre"
-    r = invoke("pretrain", "ravdess", str(tmp_path), "--run", str(pre), "--epochs", "1", *FAST)
+    r = invoke("pretrain", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(pre), "--epochs", "1",
+               "--fold", "2", *FAST)
     assert r.exit_code == 0, r.output
-    r = invoke("train", "ravdess", str(tmp_path), "--run", str(tmp_path / "ft"), "--epochs", "1",
-               "--init-from", str(pre), "--holdout-fold", "1", *FAST)
+    assert "on 12 clips" in r.output  # fold 2 left out
+    r = invoke("train", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(tmp_path / "ft"),
+               "--epochs", "1", "--init-from", str(pre), "--fold", "2", *FAST)
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "ft" / "checkpoints" / "best.ckpt").is_file()
 
-    r = invoke("train", "ravdess", str(tmp_path), "--run", str(tmp_path / "x"), "--fusion", "bogus", *FAST)
-    assert r.exit_code == 1 and "unknown fusion strategy" in r.output
+    for args, message in [
+        (["--fusion", "bogus"], "unknown fusion strategy"),
+        (["--fold", "3"], "--fold 3 does not exist"),
+        (["--layers", "0"], "--layers must be at least 1"),
+    ]:
+        r = invoke("train", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(tmp_path / "x"), *FAST,
+                   *args)
+        assert r.exit_code == 1 and message in r.output, (args, r.output)
+
+
+def test_lightning_options_pass_through(tmp_path, fake_data, monkeypatch):
+    """--devices, --num-nodes, --strategy and --precision reach lightning.Trainer unchanged."""
+    import lightning as L
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_trainer(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(L, "Trainer", fake_trainer)
+    r = invoke("train", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
+               "--devices", "4", "--num-nodes", "2", "--strategy", "ddp", "--precision", "bf16-mixed",
+               "--accelerator", "cpu", *FAST)
+    assert isinstance(r.exception, Stop), r.output
+    assert (seen["devices"], seen["num_nodes"], seen["strategy"], seen["precision"], seen["accelerator"]) == (
+        4, 2, "ddp", "bf16-mixed", "cpu")

@@ -1,17 +1,17 @@
 """train -> evaluate -> predict on a tiny planted set; resume after a kill; pre-training hand-off; schedules."""
 
 import json
-import sys
-import types
 
 import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import multimae_der.prepare as prepare_module
 from _mm_fakes import PlantedClips
 from multimae_der.evaluate import evaluate
 from multimae_der.predict import predict_clip, predict_clips, predict_file
+from multimae_der.prepare import PrepareConfig
 from multimae_der.pretrain import pretrain
 from multimae_der.run import load_run
 from multimae_der.train import TrainConfig, WarmupCosine, train
@@ -71,18 +71,20 @@ def test_train_evaluate_predict_learns_planted_signal(tmp_path, monkeypatch):
     assert sum(one.probabilities.values()) == pytest.approx(1.0)
     assert one.probabilities == pytest.approx(preds[0].probabilities, abs=1e-5)
 
-    # predict from a file goes through the data side's preprocess_clip with the run's settings
+    # predict from a file goes through the data side's preprocess_clip with the run's recorded PrepareConfig
+    # (in-memory data: the defaults at the model's image size), which returns numpy arrays
     seen = {}
 
-    def fake_preprocess(path, config):
+    def fake_preprocess(path, config, **kw):
         seen["args"] = (str(path), config)
-        return {k: clips[0][k] for k in ("video", "audio")}
+        return {k: clips[0][k].numpy() for k in ("video", "audio")}
 
-    monkeypatch.setitem(sys.modules, "multimae_der.prepare", types.SimpleNamespace(preprocess_clip=fake_preprocess))
+    monkeypatch.setattr(prepare_module, "preprocess_clip", fake_preprocess)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
     assert predict_file(run, video).label == preds[0].label
-    assert seen["args"] == (str(video), {})
+    assert seen["args"] == (str(video), PrepareConfig(image_size=32))
+    assert conf["preprocessing"] == PrepareConfig(image_size=32).to_dict()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         predict_file(run, tmp_path / "missing.mp4")
 

@@ -41,13 +41,14 @@ SCORE_NAMES = {"morf_vs_gt": "MoRF vs GT", "lerf_vs_gt": "LeRF vs GT", "morf_vs_
 class BenchmarkConfig:
     """Settings of one benchmark run (saved as ``config`` in results.json).
 
-    ``explainers=None`` takes the task's defaults; ``quick`` shrinks everything so the run takes minutes.
+    ``explainers=None`` takes the task's defaults; ``methods=None`` takes every method that applies (ROAD
+    imputes pixels, so it applies to images only); ``quick`` shrinks everything so the run takes minutes.
     """
 
     dataset: str = "digits"
     root: str | None = None
     explainers: tuple[str, ...] | None = None
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] | None = None
     seeds: int = 5
     noises: tuple[float, ...] = NOISES
     sparsities: tuple[float, ...] | None = None
@@ -77,7 +78,7 @@ class BenchmarkConfig:
         return Fidelity(sparsities=self.sparsities).sparsity_grid()
 
     def check(self) -> None:
-        unknown = set(self.methods) - set(METHODS)
+        unknown = set(self.methods or ()) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
         if self.seeds < 1:
@@ -211,6 +212,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     t0 = time.perf_counter()
     task = task or get_task(cfg.dataset, root=cfg.root, seed=cfg.model_seed, quick=cfg.quick)
     explainers = tuple(cfg.explainers or task.explainers)
+    methods = tuple(cfg.methods or default_methods(task))
     n_test = min(cfg.n_test or len(task.y_test), len(task.y_test))
     x_test, y_test = task.x_test[:n_test], task.y_test[:n_test]
     sub = (lambda *p: out.joinpath(*p)) if out is not None else (lambda *p: None)
@@ -223,7 +225,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     ffid = cfg.metric("ffid", cfg.model_seed)
     ffid.units = task.units
     tuned = None
-    if "ffid" in cfg.methods:
+    if "ffid" in methods:
         tuned = ffid.finetune(model, (task.x_train, task.y_train), out_dir=sub("models", f"finetuned_beta{cfg.beta}"),
                               **task.finetune)
     timings["train_models_s"] = time.perf_counter() - t
@@ -241,7 +243,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
 
     # 3. ROAR models, one per explainer
     roar_models: dict[str, nn.Module] = {}
-    if "roar" in cfg.methods:
+    if "roar" in methods:
         t = time.perf_counter()
         for e in explainers:
             train_scores = _explanation_scores(e, model, task.x_train, task.y_train, task,
@@ -257,7 +259,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
 
     # 4. the curves of every degraded copy under every method
     t = time.perf_counter()
-    method_list = list(cfg.methods) + (["ffid_orig"] if cfg.original_explanations and tuned is not None else [])
+    method_list = list(methods) + (["ffid_orig"] if cfg.original_explanations and tuned is not None else [])
     records = []
     for seed in range(cfg.seeds):
         for e in explainers:
@@ -292,6 +294,14 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
 
         write_outputs(result, task)
     return result
+
+
+def default_methods(task: Task) -> tuple[str, ...]:
+    """Every method that applies to the task: ROAD only on images (its imputation is 2-D)."""
+    from ffidelity.units import GridUnits
+
+    is_image = isinstance(task.units, GridUnits) and len(task.units.block) == 2
+    return METHODS if is_image else tuple(m for m in METHODS if m != "road")
 
 
 def _model_and_scores(method, e, model, tuned, roar_models, scores_orig, scores_tuned):

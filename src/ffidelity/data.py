@@ -6,7 +6,6 @@ numpy arrays, so a planted pickle can never run code.
 
 from __future__ import annotations
 
-import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ffidelity import safe_pickle
 
 
 @dataclass
@@ -64,26 +65,11 @@ def _standardised(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: 
     return ImageSplit((xtr - mean) / std, ytr, (xte - mean) / std, yte, classes, mean[0], std[0])
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Admits only what CIFAR batches contain: builtins containers and numpy array reconstruction."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "bytes"), ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not a plain array or container")
-
-
 def safe_unpickle(path: str | Path) -> Any:
     """Loads a CIFAR-style pickle without ever constructing arbitrary objects."""
     path = Path(path)
     try:
-        return _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        return safe_pickle.loads(path.read_bytes(), encoding="bytes")
     except pickle.UnpicklingError as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:

@@ -17,6 +17,7 @@ results do not depend on ``batch_size`` or on how inputs are sharded across proc
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,6 +182,7 @@ class Fidelity:
         scores = units.scores(attributions, inputs).detach().cpu().double()
         valid = units.valid(inputs).cpu()
         n, _d = scores.shape
+        _warn_constant(scores, valid)
         device = model_device(model)
         was_training = model.training
         model.eval()
@@ -342,6 +344,16 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x)
     raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+
+
+def _warn_constant(scores: torch.Tensor, valid: torch.Tensor) -> None:
+    """Warns when an input's scores are all equal: its explanation is then a random order of its units."""
+    hi = scores.masked_fill(~valid, -math.inf).max(1).values
+    lo = scores.masked_fill(~valid, math.inf).min(1).values
+    constant = ((hi == lo) & (valid.sum(1) > 1)).nonzero().flatten()
+    if constant.numel():
+        warnings.warn(f"{constant.numel()} input(s) have constant attributions (e.g. input {int(constant[0])}): "
+                      "their units are ranked in a random order", UserWarning, stacklevel=3)
 
 
 def _check_targets(targets: Any, n: int, n_classes: int) -> torch.Tensor:

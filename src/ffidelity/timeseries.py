@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ffidelity import safe_pickle
+
 
 @dataclass
 class SeqSplit:
@@ -206,21 +208,6 @@ def _as_tensor(obj: Any, path: Path, what: str) -> torch.Tensor:
     return obj
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Admits only what a numpy object array of index arrays contains."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "bytes"), ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not a numpy array")
-
-
 def load_npy(path: str | Path, allow_index_objects: bool = False) -> np.ndarray:
     """Reads a ``.npy`` file without running code.
 
@@ -248,7 +235,7 @@ def load_npy(path: str | Path, allow_index_objects: bool = False) -> np.ndarray:
         raise ValueError(f"{path}: holds Python objects (dtype object, shape {shape}), not a numeric array; "
                          "refusing to unpickle it")
     try:
-        arr = _NumpyOnlyUnpickler(stream).load()
+        arr = safe_pickle.loads(stream)
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"{path}: not an array of index arrays ({exc})") from None
     if not isinstance(arr, np.ndarray):

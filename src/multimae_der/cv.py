@@ -1,6 +1,7 @@
 """Cross-validation: folds x fusion strategies -> a table laid out like the paper's (UAR / WAR mean +- std).
 
-Each (strategy, fold) trains into ``OUT/<strategy>/fold_<k>`` and is scored on its test fold; a finished cell
+Each (strategy, fold) trains into ``OUT/<strategy>/fold_<k>`` (folds numbered from 1, as the CLI's ``--fold``)
+and is scored on its test fold; a finished cell
 (its ``metrics.json`` exists) is reused, and an interrupted one resumes, so rerunning the same command
 continues where it stopped. Outputs: ``folds.csv`` (one row per cell), ``results.csv``, ``results.md`` and
 ``results.png`` (bar chart).
@@ -89,8 +90,8 @@ def plot_table(table: pd.DataFrame, path: str | Path, title: str = "") -> None:
 
 def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path, config: TrainConfig | None = None,
                    *, strategies: Sequence[str] = PAPER_ORDER, class_names: Sequence[str] | None = None,
-                   preprocessing: dict[str, Any] | None = None, batch_size: int | None = None,
-                   progress: bool = True, title: str = "") -> pd.DataFrame:
+                   preprocessing: Any = None, data_info: dict[str, Any] | None = None,
+                   batch_size: int | None = None, progress: bool = True, title: str = "") -> pd.DataFrame:
     """Trains and scores every (strategy, fold); returns the summary table (also written to ``out_dir``).
 
     Args:
@@ -99,6 +100,9 @@ def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path,
         out_dir: root of the per-cell run folders and the tables.
         config: training settings; its ``fusion`` is replaced by each strategy.
         strategies: fusion strategies (default: the six of the paper, then video-only and audio-only).
+        preprocessing: the data's :class:`~multimae_der.prepare.PrepareConfig` (default: the dataset's).
+        data_info: where the data came from (see :func:`multimae_der.train.train`); each cell records its fold
+            number too, so ``multimae-der evaluate --run OUT/<strategy>/fold_<k>`` works on its own.
     """
     config = config or TrainConfig()
     out = Path(out_dir)
@@ -108,15 +112,16 @@ def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path,
     names = list(class_names) if class_names is not None else dataset_class_names(dataset)
     rows: list[dict[str, Any]] = []
     for strategy in strategies:
-        for k, (tr, te) in enumerate(folds):
+        for k, (tr, te) in enumerate(folds, start=1):
             run_dir = out / strategy.lower() / f"fold_{k}"
             metrics_file = run_dir / METRICS_FILE
             if metrics_file.is_file():
                 m = json.loads(metrics_file.read_text(encoding="utf-8"))
             else:
                 cfg = dataclasses.replace(config, fusion=strategy.lower())
+                info = {**data_info, "fold": k} if data_info else None
                 train(Subset(dataset, list(tr)), run_dir, cfg, class_names=names, preprocessing=preprocessing,
-                      progress=progress)
+                      data_info=info, progress=progress)
                 m = evaluate(run_dir, Subset(dataset, list(te)), batch_size=batch_size or config.batch_size,
                              progress=progress)
             rows.append({"strategy": strategy.lower(), "fold": k, "uar": m["uar"], "war": m["war"], "n_test": m["n"]})

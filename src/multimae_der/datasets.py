@@ -10,10 +10,15 @@ Each item is a dict:
   (SynthAV): the pixels that carry the class cue.
 
 Normalisation (/255, mean/std) is the model's business; the cache stays uint8.
+
+:func:`build_dataset` is the one entry point the model side uses: it prepares (caches) what is missing with a
+:class:`~multimae_der.prepare.PrepareConfig` and returns the :class:`ClipDataset`; :func:`folds` gives the
+subject-independent ``(train, test)`` index lists of a built dataset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -32,12 +37,17 @@ from multimae_der.prepare import (
     PrepareConfig,
     index_path,
     load_entry,
+    prepare_dataset,
     preprocess_source,
     save_entry,
 )
-from multimae_der.sources import ClipSource, SkippedClipWarning
+from multimae_der.sources import ClipSource, SkippedClipWarning, canonical_dataset
 
-__all__ = ["ClipDataset", "fold_split"]
+__all__ = ["CACHE_DIRNAME", "ClipDataset", "build_dataset", "default_cache", "fold_split", "folds",
+           "prepare_config_of"]
+
+#: the default cache folder inside a data set's root (hidden, so scanning the root never walks it)
+CACHE_DIRNAME = ".multimae-cache"
 
 
 def _find_index(cache: Path, config: PrepareConfig | None) -> Path:
@@ -159,3 +169,73 @@ def fold_split(dataset: ClipDataset | Sequence[str], fold: int, *, name: str | N
     if not 0 <= fold < len(folds):
         raise ValueError(f"fold {fold} does not exist: {name} has {len(folds)} folds here (0-{len(folds) - 1})")
     return fold_indices(actors, folds[fold])
+
+
+# ------------------------------------------------------------------------------------ the model side's seam
+
+def default_cache(root: str | os.PathLike[str]) -> Path:
+    """Where prepared clips go when no cache is given: ``<root>/.multimae-cache`` when ``root`` is writable,
+    else ``$XDG_CACHE_HOME/multimae-der/<hash of root>`` (``~/.cache/...``), so read-only data sets work."""
+    root = Path(root).resolve()
+    if os.access(root, os.W_OK):
+        return root / CACHE_DIRNAME
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "multimae-der" / hashlib.sha1(str(root).encode()).hexdigest()[:12]
+
+
+def prepare_config_of(dataset: Any) -> PrepareConfig | None:
+    """The :class:`PrepareConfig` a dataset was prepared with (looking through ``Subset`` wrappers), or None."""
+    while dataset is not None:
+        config = getattr(dataset, "config", None)
+        if isinstance(config, PrepareConfig):
+            return config
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
+def build_dataset(name: str, root: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = None,
+                  config: PrepareConfig | dict[str, Any] | None = None, label_set: str | None = None,
+                  workers: int = 1, progress: bool = True) -> ClipDataset:
+    """Prepares what is missing from the cache, then returns the data set's :class:`ClipDataset`.
+
+    A rerun decodes nothing new (see :func:`~multimae_der.prepare.prepare_dataset`), so this is cheap once the
+    cache is filled; undecodable files are skipped with one :class:`SkippedClipWarning` each.
+
+    Args:
+        name: ``ravdess``, ``cremad`` (``crema-d``) or ``iemocap``.
+        root: the data set's folder.
+        cache: the cache folder (default :func:`default_cache`).
+        config: preprocessing settings (a ``PrepareConfig`` or its ``to_dict()``); the image size must be the
+            model's.
+        label_set: ``ravdess8`` / ``ravdess7`` / ``cremad6`` / ``iemocap4`` (default: the data set's own).
+        workers, progress: preparation worker processes and progress bar.
+
+    Raises:
+        ValueError: unknown data set or label set, no usable clip; FileNotFoundError: ``root`` is missing.
+    """
+    name = canonical_dataset(name)
+    if label_set is not None:
+        get_label_set(label_set)  # unknown names fail before any decoding
+    if isinstance(config, dict):
+        config = PrepareConfig.from_dict(config)
+    config = config or PrepareConfig()
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    cache = Path(cache) if cache is not None else default_cache(root)
+    prepare_dataset(name, root, cache, config, workers=workers, progress=progress)
+    return ClipDataset(cache, config=config, label_set=label_set)
+
+
+def folds(name: str, data: ClipDataset | Sequence[str], *, num_folds: int | None = None,
+          seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """The subject-independent folds of a built dataset as ``[(train indices, test indices), ...]``.
+
+    Args:
+        name: the data set (its protocol: RAVDESS actor groups, CREMA-D seeded speaker groups, IEMOCAP sessions).
+        data: a :class:`ClipDataset` (or anything with per-clip ``actors``), or the per-clip actor ids.
+        num_folds, seed: see :func:`multimae_der.folds.subject_folds` (small sets need ``num_folds``).
+    """
+    actors = list(getattr(data, "actors", data))
+    return [fold_indices(actors, f) for f in subject_folds(canonical_dataset(name), actors, num_folds=num_folds,
+                                                           seed=seed)]

@@ -54,14 +54,19 @@ def predict_clip(run: Run | str | Path, clip: dict[str, Any]) -> Prediction:
 
 
 def predict_file(run: Run | str | Path, path: str | Path) -> Prediction:
-    """Preprocesses a video file the way the run's data was (``multimae_der.prepare.preprocess_clip`` with the
-    run's ``preprocessing`` settings), fuses it and predicts its emotion."""
+    """Preprocesses a video file exactly as the run's training data was (the run's recorded
+    :class:`~multimae_der.prepare.PrepareConfig`), fuses it and predicts its emotion.
+
+    Raises:
+        FileNotFoundError: no such file; MediaError (a ValueError): undecodable, or no audio track.
+    """
     from multimae_der.prepare import preprocess_clip  # the data side; imported only when needed
 
     run = _as_run(run)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video {path} does not exist")
-    clip = dict(preprocess_clip(path, run.config.get("preprocessing", {})))
-    clip.setdefault("path", str(path))
+    data = preprocess_clip(path, run.preprocessing, gt_path=False)
+    clip = {key: torch.as_tensor(data[key]) for key in ("video", "audio")}  # the contract's uint8 tensors
+    clip["path"] = str(path)
     return predict_clip(run, clip)

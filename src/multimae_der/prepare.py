@@ -391,7 +391,9 @@ def prepare_dataset(dataset: str, root: str | os.PathLike[str], cache: str | os.
     import time
 
     from ffidelity.progress import progress_bar
+    from multimae_der.sources import canonical_dataset
 
+    dataset = canonical_dataset(dataset)
     config = config or PrepareConfig()
     if config.crop == "face":
         _face_crop()  # fail before any work when OpenCV is missing

@@ -27,6 +27,7 @@ from multimae_der.train import (
     build_model_config,
     make_trainer,
     prepare_run_folder,
+    resolve_preprocessing,
 )
 
 
@@ -74,11 +75,13 @@ class PretrainModule(L.LightningModule):
 
 
 def pretrain(data: Dataset, run_dir: str | Path, config: TrainConfig | None = None, *,
-             class_names: Sequence[str] | None = None, preprocessing: dict[str, Any] | None = None,
-             progress: bool = True, callbacks: Sequence[L.Callback] = ()) -> Path:
+             class_names: Sequence[str] | None = None, preprocessing: Any = None,
+             data_info: dict[str, Any] | None = None, progress: bool = True,
+             callbacks: Sequence[L.Callback] = ()) -> Path:
     """Pre-trains the encoder on ``data`` (labels unused) into ``run_dir``; resumable like ``train``.
 
-    ``class_names`` only sizes the (unused) head in the stored config so a classifier config can be derived.
+    ``class_names`` only sizes the (unused) head in the stored config so a classifier config can be derived;
+    ``preprocessing`` and ``data_info`` are recorded as in :func:`multimae_der.train.train`.
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir)
@@ -88,7 +91,8 @@ def pretrain(data: Dataset, run_dir: str | Path, config: TrainConfig | None = No
     run_config = {"kind": "pretrain", "class_names": list(class_names or []), "model": mcfg.to_dict(),
                   "fusion": {"strategy": config.fusion, "num_frames": config.num_frames, "seed": config.seed,
                              "options": dict(config.fusion_options)},
-                  "preprocessing": dict(preprocessing or {}), "training": config.to_dict()}
+                  "preprocessing": resolve_preprocessing(preprocessing, data, mcfg.image_size),
+                  "data": dict(data_info or {}), "training": config.to_dict()}
     resuming = prepare_run_folder(run_dir, run_config)
     L.seed_everything(config.seed, verbose=False)
     module = PretrainModule(mcfg.to_dict(), mask_ratio=config.mask_ratio, lr=config.lr,

@@ -3,7 +3,8 @@
 Layout::
 
     RUN/config.json          the full configuration: class names, the HF model config ("model"), fusion,
-                             preprocessing, training hyper-parameters (written first, atomically)
+                             preprocessing (a PrepareConfig dict), data (dataset, root, cache, label set,
+                             held-out fold), training hyper-parameters (written first, atomically)
     RUN/model.safetensors    final weights (HF VideoMAEForVideoClassification keys), written when training ends
     RUN/checkpoints/         Lightning checkpoints: last.ckpt (resume after a kill), best.ckpt (with validation)
     RUN/logs/                CSV logs (one version_N folder per attempt)
@@ -51,6 +52,20 @@ class Run:
     @property
     def image_size(self) -> int:
         return int(self.config["model"]["image_size"])
+
+    @property
+    def preprocessing(self) -> Any:
+        """The :class:`~multimae_der.prepare.PrepareConfig` the run's clips were prepared with (runs written
+        before it was recorded get the defaults at the model's image size)."""
+        from multimae_der.prepare import PrepareConfig
+
+        recorded = self.config.get("preprocessing") or {}
+        return PrepareConfig.from_dict(recorded) if recorded else PrepareConfig(image_size=self.image_size)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Where the training data came from: ``dataset``, ``root``, ``cache``, ``label_set``, ``fold``, ..."""
+        return dict(self.config.get("data") or {})
 
     def collate(self) -> FusionCollate:
         """The batching/fusion step this run was trained with."""

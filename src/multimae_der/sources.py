@@ -9,6 +9,7 @@ outside the 4-class set) are counted without a warning. Decoding problems are fo
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -17,9 +18,22 @@ from pathlib import Path
 from multimae_der.labels import IEMOCAP_CODES, default_label_set
 from multimae_der.naming import parse_cremad_name, parse_iemocap_evaluation, parse_ravdess_name
 
-__all__ = ["DATASETS", "ClipSource", "ScanResult", "SkippedClipWarning", "scan_dataset", "warn_skip"]
+__all__ = ["DATASETS", "ClipSource", "ScanResult", "SkippedClipWarning", "canonical_dataset", "scan_dataset",
+           "warn_skip"]
 
 DATASETS: tuple[str, ...] = ("ravdess", "cremad", "iemocap")
+
+
+def canonical_dataset(name: str) -> str:
+    """The data set's canonical name: case, ``-`` and ``_`` are ignored (``CREMA-D`` -> ``cremad``).
+
+    Raises:
+        ValueError: not one of :data:`DATASETS`.
+    """
+    key = str(name).lower().replace("-", "").replace("_", "").strip()
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return key
 
 
 class SkippedClipWarning(UserWarning):
@@ -76,8 +90,14 @@ class ScanResult:
 
 
 def _media_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                  and not p.name.startswith("."))
+    """Media files under ``folder``; hidden files and hidden folders (such as the default cache
+    ``.multimae-cache``) are not walked."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out += [Path(dirpath) / f for f in filenames
+                if not f.startswith(".") and Path(f).suffix.lower() in extensions]
+    return sorted(out)
 
 
 def scan_dataset(dataset: str, root: str | Path, *, warn: bool = True) -> ScanResult:
@@ -88,8 +108,7 @@ def scan_dataset(dataset: str, root: str | Path, *, warn: bool = True) -> ScanRe
         ValueError: unknown data set, or no usable clip in the folder.
     """
     root = Path(root)
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    dataset = canonical_dataset(dataset)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     result = ScanResult(dataset, str(root), [], [])

@@ -219,9 +219,31 @@ def build_model_config(config: TrainConfig, class_names: Sequence[str]) -> Video
                        num_frames=config.num_frames, head_dropout=config.head_dropout, **config.model_overrides)
 
 
+def resolve_preprocessing(preprocessing: Any, data: Dataset | None, image_size: int) -> dict[str, Any]:
+    """The run's preprocessing settings as a full :class:`~multimae_der.prepare.PrepareConfig` dict.
+
+    ``preprocessing`` (a ``PrepareConfig`` or its dict) wins; else the config the dataset was prepared with;
+    else the defaults at the model's image size (in-memory data). The image size must be the model's: the
+    model never resizes on the fly, so prepare at its size (``--image-size``).
+    """
+    from multimae_der.datasets import prepare_config_of
+    from multimae_der.prepare import PrepareConfig
+
+    if isinstance(preprocessing, dict):
+        preprocessing = PrepareConfig.from_dict(preprocessing) if preprocessing else None
+    prep = preprocessing or prepare_config_of(data) or PrepareConfig(image_size=image_size)
+    if prep.image_size != image_size:
+        raise ValueError(f"the clips are prepared at {prep.image_size}x{prep.image_size} but the model expects "
+                         f"{image_size}x{image_size}: prepare at the model's size (--image-size {image_size})")
+    return prep.to_dict()
+
+
 def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a run configuration that define the run, as they read back from JSON."""
+    """The parts of a run configuration that define the run, as they read back from JSON (where the cache
+    lives and how many devices run it do not change the result)."""
     c = {k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k != "format"}
+    if isinstance(c.get("data"), dict):
+        c["data"] = {k: v for k, v in c["data"].items() if k != "cache"}
     t = c.get("training", {})
     # the cosine/warm-up schedule depends on the total number of steps, so ``epochs`` defines the run; with a
     # constant rate and no warm-up a finished run may be extended by asking for more epochs
@@ -257,6 +279,7 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")  # resuming
     if monitor is not None:
         ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
                                save_top_k=1, save_last=True, enable_version_counter=False)
@@ -290,7 +313,7 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
 
 def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None = None, *,
           val_data: Dataset | None = None, class_names: Sequence[str] | None = None,
-          preprocessing: dict[str, Any] | None = None, progress: bool = True,
+          preprocessing: Any = None, data_info: dict[str, Any] | None = None, progress: bool = True,
           callbacks: Sequence[L.Callback] = ()) -> Path:
     """Trains a classifier into ``run_dir`` (resuming from ``checkpoints/last.ckpt`` when present).
 
@@ -300,7 +323,10 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
         config: hyper-parameters (default ``TrainConfig()``, the measured recipe on the tiny model).
         val_data: optional validation items: enables ``val_uar``/``val_war`` logs and ``best.ckpt``.
         class_names: default ``train_data.class_names``.
-        preprocessing: the data side's preprocessing settings, stored so ``predict`` can redo them.
+        preprocessing: the data side's :class:`~multimae_der.prepare.PrepareConfig` (or its dict), stored so
+            ``predict`` can redo it on a new file (default: the config ``train_data`` was prepared with).
+        data_info: where the data came from (``dataset``, ``root``, ``cache``, ``label_set``, ``fold``, ...),
+            stored as ``data`` so ``evaluate --run`` needs nothing else.
         progress: show Lightning's progress bar.
         callbacks: extra Lightning callbacks.
 
@@ -321,7 +347,8 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
         "model": mcfg.to_dict(),
         "fusion": {"strategy": config.fusion, "num_frames": config.num_frames, "seed": config.seed,
                    "options": dict(config.fusion_options)},
-        "preprocessing": dict(preprocessing or {}),
+        "preprocessing": resolve_preprocessing(preprocessing, train_data, mcfg.image_size),
+        "data": dict(data_info or {}),
         "training": config.to_dict(),
     }
     resuming = prepare_run_folder(run_dir, run_config)

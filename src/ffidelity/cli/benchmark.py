@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         root: Path | None = typer.Option(None, help="Folder of a real data set (CIFAR, PAM, SST-2, ...)."),
         explainers: str | None = typer.Option(None, help="Comma-separated base explainers (default: the "
                                               "data set's)."),
-        methods: str = typer.Option("fid,roar,rfid,ffid,road", help="Comma-separated evaluation methods."),
+        methods: str | None = typer.Option(None, help="Comma-separated evaluation methods of fid, roar, rfid, "
+                                           "ffid, road (default: all that apply; ROAD on images only)."),
         seeds: int | None = typer.Option(None, help="Seeds of the degradation and Monte-Carlo draws (paper: 5)."),
         n_test: int | None = typer.Option(None, help="Test inputs evaluated."),
         n_samples: int | None = typer.Option(None, help="Monte-Carlo samples N (paper: 50)."),

@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         num_folds: Optional[int] = typer.Option(None, help="Override the number of folds (not IEMOCAP)."),  # noqa: UP045
         seed: int = typer.Option(0, help="Seed of the CREMA-D speaker shuffle."),
     ) -> None:
-        """Print the subject-independent folds (test speakers and clip counts)."""
+        """Print the subject-independent folds (test speakers and clip counts), numbered as --fold takes them."""
         from multimae_der.folds import fold_indices, subject_folds
         from multimae_der.sources import scan_dataset
 
@@ -113,5 +113,5 @@ def register(app: typer.Typer) -> None:
             table.add_column(column)
         for fold in subject_folds(dataset, actors, num_folds=num_folds, seed=seed):
             train, test = fold_indices(actors, fold)
-            table.add_row(str(fold.index), fold.name, " ".join(fold.test_actors), str(len(train)), str(len(test)))
+            table.add_row(str(fold.index + 1), fold.name, " ".join(fold.test_actors), str(len(train)), str(len(test)))
         console.print(table)

@@ -1,7 +1,13 @@
 """``multimae-der train | evaluate | cv | predict | pretrain``.
 
-Data loading goes through two seams, :func:`build_dataset` and :func:`build_folds`, which import the data
-side (``multimae_der.datasets``) only when called; tests replace them with in-memory fakes.
+Every command names its data the same way (``--dataset ravdess --root DIR [--cache DIR] [--labels ravdess7]``)
+and prepares it with ONE :class:`~multimae_der.prepare.PrepareConfig` whose image size is the model's (the tiny
+model: 64x64), so what is cached is exactly what the model sees; the config is saved in the run folder, and
+``evaluate`` / ``predict`` redo the same preprocessing from it. Folds are numbered from 1, as ``multimae-der
+folds`` prints them: ``--fold K`` trains on the other folds and validates (and later tests) on fold K.
+
+Data loading goes through two seams, :func:`build_dataset` and :func:`build_folds`, which import the data side
+(``multimae_der.datasets``) only when called; tests replace them with in-memory fakes.
 """
 
 from __future__ import annotations
@@ -13,32 +19,54 @@ from typing import Annotated, Any
 import typer
 
 from ffidelity.cli._common import console, friendly_errors
+from multimae_der.cli.data import _one_line_warnings
 
 Fold = tuple[list[int], list[int]]
 
 
-def build_dataset(dataset: str, root: Path, cache: Path | None, config: dict[str, Any]) -> Any:
-    """The data side's dataset of contract items for ``dataset`` (e.g. ``ravdess``) under ``root``."""
+def build_dataset(dataset: str, root: Path, cache: Path | None, config: Any, label_set: str | None,
+                  workers: int = 1, progress: bool = True) -> Any:
+    """The prepared :class:`~multimae_der.datasets.ClipDataset` of ``dataset`` under ``root`` (cached first)."""
     from multimae_der.datasets import build_dataset as _build
 
-    return _build(dataset, root, cache=cache, config=config)
+    return _build(dataset, root, cache=cache, config=config, label_set=label_set, workers=workers,
+                  progress=progress)
 
 
-def build_folds(dataset: str, data: Any, config: dict[str, Any]) -> list[Fold]:
-    """The data side's subject-independent folds ``[(train_idx, test_idx), ...]`` for ``dataset``."""
+def build_folds(dataset: str, data: Any, num_folds: int | None, seed: int) -> list[Fold]:
+    """The subject-independent folds ``[(train_idx, test_idx), ...]`` of a built dataset."""
     from multimae_der.datasets import folds as _folds
 
-    return _folds(dataset, data, config=config)
+    return _folds(dataset, data, num_folds=num_folds, seed=seed)
 
 
-DatasetArg = Annotated[str, typer.Argument(help="Dataset name (e.g. ravdess, crema-d, iemocap).")]
-RootArg = Annotated[Path, typer.Argument(help="Dataset root folder.")]
-CacheOpt = Annotated[Path | None, typer.Option(help="Preprocessing cache folder.")]
-ModelOpt = Annotated[str, typer.Option(help="Architecture: tiny, small, base, large.")]
-SizeOpt = Annotated[int | None, typer.Option(help="Image size (default: the architecture's).")]
+# ------------------------------------------------------------------------------------------------ options
+
+DatasetOpt = Annotated[str, typer.Option(help="ravdess | cremad | iemocap.")]
+RootOpt = Annotated[Path, typer.Option(help="The data set's folder.")]
+CacheOpt = Annotated[Path | None, typer.Option(help="Cache of prepared clips (default: ROOT/.multimae-cache, "
+                                                    "or ~/.cache/multimae-der/... when ROOT is read-only).")]
+LabelsOpt = Annotated[str | None, typer.Option("--labels", help="Label set: ravdess8, ravdess7 (the paper's, "
+                                                                 "calm merged into neutral), cremad6, iemocap4 "
+                                                                 "(default: the data set's own).")]
+FoldOpt = Annotated[int | None, typer.Option(help="Hold out fold K (from 1, as `multimae-der folds` prints): "
+                                                  "train on the other folds, validate and test on fold K. "
+                                                  "Without it: train on every clip.")]
+NumFoldsOpt = Annotated[int | None, typer.Option(help="Override the number of folds (small sets; not IEMOCAP).")]
+FoldSeedOpt = Annotated[int, typer.Option(help="Seed of the CREMA-D speaker shuffle.")]
+FramesOpt = Annotated[int, typer.Option(help="Video frames per clip (preprocessing).")]
+WindowsOpt = Annotated[int, typer.Option(help="Audio windows per clip (preprocessing).")]
+FeatureOpt = Annotated[str, typer.Option(help="Audio pictures: logmel | mfcc (the paper's).")]
+SamplingOpt = Annotated[str, typer.Option(help="Frame sampling: even | stride (the official code's).")]
+CropOpt = Annotated[str, typer.Option(help="center | face (needs OpenCV).")]
+PrepWorkersOpt = Annotated[int, typer.Option("--workers", help="Worker processes for preparing clips.")]
+ModelOpt = Annotated[str, typer.Option(help="Architecture: tiny (CPU, 64x64), small, base, large (the paper's).")]
+SizeOpt = Annotated[int | None, typer.Option(help="Image size of the model AND of the prepared clips "
+                                                  "(default: the architecture's).")]
+LayersOpt = Annotated[int | None, typer.Option(help="Encoder layers (default: the architecture's).")]
 FusionOpt = Annotated[str, typer.Option(help="Fusion strategy: cfas sfas ffls fslf ofos rfas video audio.")]
-PresetOpt = Annotated[str, typer.Option(help="Hyper-parameter preset: measured (lr 1e-3, cosine) or paper "
-                                             "(lr 1e-2 constant, 100 epochs).")]
+PresetOpt = Annotated[str, typer.Option(help="Hyper-parameters: measured (lr 1e-3, 5% warm-up + cosine) or "
+                                             "paper (lr 1e-2 constant, 100 epochs).")]
 EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default: the preset's, else 10).")]
 FloatOpt = Annotated[float | None, typer.Option()]
 IntOpt = Annotated[int | None, typer.Option()]
@@ -47,133 +75,212 @@ ProbeOpt = Annotated[bool, typer.Option("--linear-probe/--fine-tune", help="Free
 InitOpt = Annotated[str | None, typer.Option(help="Initial weights: pre-training run, save_pretrained folder "
                                                     "or original VideoMAE .pth.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation, shuffling and RFAS orders.")]
-AccelOpt = Annotated[str, typer.Option(help="Lightning accelerator.")]
+AccelOpt = Annotated[str, typer.Option(help="Lightning accelerator (auto, cpu, gpu).")]
 DevicesOpt = Annotated[str, typer.Option(help="Lightning devices (e.g. 1, 4, auto).")]
 NodesOpt = Annotated[int, typer.Option(help="Lightning num_nodes.")]
-StrategyOpt = Annotated[str, typer.Option("--dist-strategy", help="Lightning strategy (auto, ddp, fsdp...).")]
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="Lightning strategy (auto, ddp, fsdp...).")]
 PrecisionOpt = Annotated[str, typer.Option(help="Lightning precision (32-true, bf16-mixed, 16-mixed).")]
 WorkersOpt = Annotated[int, typer.Option(help="DataLoader workers.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress")]
 
 
+# ------------------------------------------------------------------------------------------------ helpers
+
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
-def _train_config(preset: str, **kw: Any) -> Any:
+def _train_config(preset: str, layers: int | None = None, **kw: Any) -> Any:
     from multimae_der.train import TrainConfig
 
+    if layers is not None:
+        if layers < 1:
+            raise ValueError(f"--layers must be at least 1, got {layers}")
+        kw["model_overrides"] = {"num_hidden_layers": layers}
     return TrainConfig.preset(preset, **{k: v for k, v in kw.items() if v is not None})
 
 
-def _preprocessing(image_size: int | None, model: str) -> dict[str, Any]:
+def _prepare_config(cfg: Any, frames: int, windows: int, audio_feature: str, frame_sampling: str,
+                    crop: str) -> Any:
+    """The ONE preprocessing config: the model's image size, the clip's frames and audio windows."""
     from multimae_der.model import MODEL_CONFIGS
+    from multimae_der.prepare import PrepareConfig
 
-    if model not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model config {model!r}; known: {', '.join(MODEL_CONFIGS)}")
-    return {"image_size": image_size or MODEL_CONFIGS[model]["image_size"], "num_frames": 16, "num_audio": 16}
+    if cfg.model not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model config {cfg.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    size = cfg.image_size or MODEL_CONFIGS[cfg.model]["image_size"]
+    return PrepareConfig(num_frames=frames, num_windows=windows, image_size=size, audio_feature=audio_feature,
+                         frame_sampling=frame_sampling, crop=crop)
 
+
+def _data_info(dataset: str, root: Path, cache: Path | None, data: Any, labels: str | None,
+               fold: int | None, num_folds: int | None, fold_seed: int) -> dict[str, Any]:
+    """What ``evaluate --run`` needs to find the same clips again (recorded in the run's config)."""
+    from multimae_der.datasets import default_cache
+    from multimae_der.sources import canonical_dataset
+
+    label_set = getattr(data, "label_set", None)
+    return {"dataset": canonical_dataset(dataset), "root": str(root.resolve()),
+            "cache": str((cache or default_cache(root)).resolve()),
+            "label_set": getattr(label_set, "name", None) or labels, "fold": fold, "num_folds": num_folds,
+            "fold_seed": fold_seed}
+
+
+def _load(dataset: str, root: Path, cache: Path | None, prep: Any, labels: str | None, workers: int,
+          progress: bool) -> Any:
+    from multimae_der.sources import canonical_dataset
+
+    canonical_dataset(dataset)  # a wrong name fails before anything touches the disk
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    with _one_line_warnings():
+        return build_dataset(dataset, root, cache, prep, labels, workers, progress)
+
+
+def _split(dataset: str, data: Any, fold: int, num_folds: int | None, seed: int) -> Fold:
+    folds = build_folds(dataset, data, num_folds, seed)
+    if not 1 <= fold <= len(folds):
+        raise ValueError(f"--fold {fold} does not exist: {dataset} has {len(folds)} folds here (1-{len(folds)}; "
+                         "see `multimae-der folds`)")
+    tr, te = folds[fold - 1]
+    return list(tr), list(te)
+
+
+def _subset(data: Any, idx: list[int]) -> Any:
+    from torch.utils.data import Subset
+
+    return Subset(data, idx)
+
+
+# ------------------------------------------------------------------------------------------------ commands
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     @friendly_errors
-    def train_cmd(dataset: DatasetArg, root: RootArg,
-                  run: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
-                  cache: CacheOpt = None, model: ModelOpt = "tiny", image_size: SizeOpt = None,
-                  fusion: FusionOpt = "fslf", preset: PresetOpt = "measured", epochs: EpochsOpt = None,
-                  batch_size: IntOpt = None, lr: FloatOpt = None, weight_decay: FloatOpt = None,
-                  warmup: FloatOpt = None, linear_probe: ProbeOpt = False, init_from: InitOpt = None,
-                  holdout_fold: Annotated[int | None, typer.Option(help="Validate on this fold (from the data "
-                                                                       "side's folds), train on the rest.")] = None,
-                  seed: SeedOpt = 0, accelerator: AccelOpt = "auto", devices: DevicesOpt = "1",
-                  num_nodes: NodesOpt = 1, dist_strategy: StrategyOpt = "auto", precision: PrecisionOpt = "32-true",
-                  num_workers: WorkersOpt = 0, progress: ProgressOpt = True) -> None:
-        """Train a classifier on a dataset (the whole set, or all folds but --holdout-fold)."""
-        from torch.utils.data import Subset
+    def train_cmd(dataset: DatasetOpt, root: RootOpt,
+                  out: Annotated[Path, typer.Option(help="Run folder (rerun the same command to resume).")],
+                  cache: CacheOpt = None, labels: LabelsOpt = None, fold: FoldOpt = None,
+                  num_folds: NumFoldsOpt = None, fold_seed: FoldSeedOpt = 0, fusion: FusionOpt = "fslf",
+                  model: ModelOpt = "tiny", image_size: SizeOpt = None, layers: LayersOpt = None,
+                  preset: PresetOpt = "measured", epochs: EpochsOpt = None, batch_size: IntOpt = None,
+                  lr: FloatOpt = None, weight_decay: FloatOpt = None, warmup: FloatOpt = None,
+                  linear_probe: ProbeOpt = False, init_from: InitOpt = None, seed: SeedOpt = 0,
+                  frames: FramesOpt = 16, windows: WindowsOpt = 16, audio_feature: FeatureOpt = "logmel",
+                  frame_sampling: SamplingOpt = "even", crop: CropOpt = "center", workers: PrepWorkersOpt = 1,
+                  accelerator: AccelOpt = "auto", devices: DevicesOpt = "1", num_nodes: NodesOpt = 1,
+                  strategy: StrategyOpt = "auto", precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
+                  progress: ProgressOpt = True) -> None:
+        """Train a classifier: on every clip, or on all folds but --fold K (validated on fold K)."""
+        from multimae_der.train import dataset_class_names, train
 
-        from multimae_der.train import train
-
-        cfg = _train_config(preset, model=model, image_size=image_size, fusion=fusion, epochs=epochs,
+        cfg = _train_config(preset, layers, model=model, image_size=image_size, fusion=fusion, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
                             linear_probe=linear_probe, init_from=init_from, seed=seed, accelerator=accelerator,
-                            devices=_devices(devices), num_nodes=num_nodes, strategy=dist_strategy,
+                            devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
                             precision=precision, num_workers=num_workers)
-        prep = _preprocessing(image_size, model)
-        data = build_dataset(dataset, root, cache, prep)
-        val = None
-        if holdout_fold is not None:
-            folds = build_folds(dataset, data, prep)
-            if not 0 <= holdout_fold < len(folds):
-                raise ValueError(f"--holdout-fold must be in 0..{len(folds) - 1}")
-            tr, te = folds[holdout_fold]
-            from multimae_der.train import dataset_class_names
-
-            names = dataset_class_names(data)
-            data, val = Subset(data, list(tr)), Subset(data, list(te))
-            train(data, run, cfg, val_data=val, class_names=names, preprocessing=prep, progress=progress)
+        prep = _prepare_config(cfg, frames, windows, audio_feature, frame_sampling, crop)
+        data = _load(dataset, root, cache, prep, labels, workers, progress)
+        names = dataset_class_names(data)
+        info = _data_info(dataset, root, cache, data, labels, fold, num_folds, fold_seed)
+        if fold is not None:
+            tr, te = _split(dataset, data, fold, num_folds, fold_seed)
+            train(_subset(data, tr), out, cfg, val_data=_subset(data, te), class_names=names, preprocessing=prep,
+                  data_info=info, progress=progress)
+            where = f"{len(tr)} clips, fold {fold} ({len(te)} clips) held out"
         else:
-            train(data, run, cfg, preprocessing=prep, progress=progress)
-        console.print(f"trained: {run}")
+            train(data, out, cfg, class_names=names, preprocessing=prep, data_info=info, progress=progress)
+            where = f"all {len(data)} clips"
+        console.print(f"trained {out}: {cfg.fusion}, {cfg.model} at {prep.image_size}x{prep.image_size}, "
+                      f"{cfg.epochs} epochs on {where}; score it with: multimae-der evaluate --run {out}",
+                      soft_wrap=True)
 
     @app.command("evaluate")
     @friendly_errors
-    def evaluate_cmd(run: Annotated[Path, typer.Argument(help="A finished run folder.")], dataset: DatasetArg,
-                     root: RootArg, cache: CacheOpt = None,
-                     fold: Annotated[int | None, typer.Option(help="Score only this fold's test clips.")] = None,
+    def evaluate_cmd(run: Annotated[Path, typer.Option(help="A finished run folder.")],
+                     dataset: Annotated[str | None, typer.Option(help="Override the run's data set.")] = None,
+                     root: Annotated[Path | None, typer.Option(help="Override the run's data folder.")] = None,
+                     cache: CacheOpt = None, labels: LabelsOpt = None,
+                     fold: Annotated[int | None, typer.Option(help="Score this fold's clips (default: the run's "
+                                                                   "held-out fold, else every clip).")] = None,
+                     num_folds: NumFoldsOpt = None, workers: PrepWorkersOpt = 1,
                      out: Annotated[Path | None, typer.Option(help="Output folder (default: the run).")] = None,
                      batch_size: int = 16, progress: ProgressOpt = True) -> None:
-        """Score a run: metrics.json (WAR, UAR, per-class recall, confusion matrix) and a PNG."""
-        from torch.utils.data import Subset
-
+        """Score a run on its held-out clips: metrics.json (WAR, UAR, per-class recall, confusion matrix) + PNG."""
         from multimae_der.evaluate import evaluate
         from multimae_der.run import read_run_config
+        from multimae_der.train import dataset_class_names
 
-        prep = read_run_config(run).get("preprocessing") or {}
-        data = build_dataset(dataset, root, cache, prep)
+        cfg = read_run_config(run)
+        recorded = dict(cfg.get("data") or {})
+        if dataset is None and root is None:
+            cache = cache or (Path(recorded["cache"]) if recorded.get("cache") else None)
+        dataset = dataset or recorded.get("dataset")
+        root = root or (Path(recorded["root"]) if recorded.get("root") else None)
+        if not dataset or root is None:
+            raise ValueError(f"{run} does not record its data set; pass --dataset and --root")
+        labels = labels or recorded.get("label_set")
+        fold = fold if fold is not None else recorded.get("fold")
+        num_folds = num_folds if num_folds is not None else recorded.get("num_folds")
+        data = _load(dataset, root, cache, cfg.get("preprocessing") or None, labels, workers, progress)
+        names = dataset_class_names(data)
+        if names is not None and list(names) != list(cfg.get("class_names", [])):
+            raise ValueError(f"the run was trained on classes {cfg.get('class_names')} but {dataset} with label set "
+                             f"{labels or 'default'} has {list(names)}; pass --labels")
         if fold is not None:
-            folds = build_folds(dataset, data, prep)
-            if not 0 <= fold < len(folds):
-                raise ValueError(f"--fold must be in 0..{len(folds) - 1}")
-            data = Subset(data, list(folds[fold][1]))
+            _, te = _split(dataset, data, int(fold), num_folds, int(recorded.get("fold_seed") or 0))
+            data, scope = _subset(data, te), f"fold {fold}"
+        else:
+            scope = "every clip (the run has no held-out fold)"
         m = evaluate(run, data, out_dir=out, batch_size=batch_size, progress=progress)
-        console.print(f"UAR {m['uar'] * 100:.2f}%  WAR {m['war'] * 100:.2f}%  (n = {m['n']})")
+        console.print(f"{m['fusion']} on {scope}: UAR {m['uar'] * 100:.2f}%  WAR {m['war'] * 100:.2f}%  "
+                      f"(n = {m['n']}) -> {(out or run) / 'metrics.json'}", soft_wrap=True)
 
     @app.command("cv")
     @friendly_errors
-    def cv_cmd(dataset: DatasetArg, root: RootArg,
+    def cv_cmd(dataset: DatasetOpt, root: RootOpt,
                out: Annotated[Path, typer.Option(help="Output folder (rerun to continue).")],
-               cache: CacheOpt = None,
-               strategies: Annotated[str, typer.Option(help="Comma-separated strategies (default: all 8).")] = "",
-               model: ModelOpt = "tiny", image_size: SizeOpt = None, preset: PresetOpt = "measured",
-               epochs: EpochsOpt = None, batch_size: IntOpt = None, lr: FloatOpt = None,
-               weight_decay: FloatOpt = None, warmup: FloatOpt = None, linear_probe: ProbeOpt = False,
-               init_from: InitOpt = None, seed: SeedOpt = 0, accelerator: AccelOpt = "auto",
-               devices: DevicesOpt = "1", num_nodes: NodesOpt = 1, dist_strategy: StrategyOpt = "auto",
-               precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0, progress: ProgressOpt = True) -> None:
-        """Cross-validate every fusion strategy: results.csv / results.md / results.png like the paper's table."""
+               cache: CacheOpt = None, labels: LabelsOpt = None,
+               fusion: Annotated[str, typer.Option(help="all, or comma-separated strategies "
+                                                        "(e.g. fslf,ofos,video,audio).")] = "all",
+               num_folds: NumFoldsOpt = None, fold_seed: FoldSeedOpt = 0,
+               model: ModelOpt = "tiny", image_size: SizeOpt = None, layers: LayersOpt = None,
+               preset: PresetOpt = "measured", epochs: EpochsOpt = None, batch_size: IntOpt = None,
+               lr: FloatOpt = None, weight_decay: FloatOpt = None, warmup: FloatOpt = None,
+               linear_probe: ProbeOpt = False, init_from: InitOpt = None, seed: SeedOpt = 0,
+               frames: FramesOpt = 16, windows: WindowsOpt = 16, audio_feature: FeatureOpt = "logmel",
+               frame_sampling: SamplingOpt = "even", crop: CropOpt = "center", workers: PrepWorkersOpt = 1,
+               accelerator: AccelOpt = "auto", devices: DevicesOpt = "1", num_nodes: NodesOpt = 1,
+               strategy: StrategyOpt = "auto", precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
+               progress: ProgressOpt = True) -> None:
+        """Cross-validate fusion strategies over the folds: results.csv / .md / .png like the paper's table."""
         from multimae_der.cv import cross_validate
-        from multimae_der.fusion import PAPER_ORDER
+        from multimae_der.fusion import FUSIONS, PAPER_ORDER
 
-        cfg = _train_config(preset, model=model, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                            lr=lr, weight_decay=weight_decay, warmup=warmup, linear_probe=linear_probe,
-                            init_from=init_from, seed=seed, accelerator=accelerator, devices=_devices(devices),
-                            num_nodes=num_nodes, strategy=dist_strategy, precision=precision,
-                            num_workers=num_workers)
-        prep = _preprocessing(image_size, model)
-        data = build_dataset(dataset, root, cache, prep)
-        folds = build_folds(dataset, data, prep)
-        names = [s.strip().lower() for s in strategies.split(",") if s.strip()] or list(PAPER_ORDER)
-        table = cross_validate(data, folds, out, cfg, strategies=names, preprocessing=prep, progress=progress,
-                               title=dataset)
+        names = [s.strip().lower() for s in fusion.split(",") if s.strip()]
+        if not names or names == ["all"]:
+            names = list(PAPER_ORDER)
+        for name in names:
+            FUSIONS.get(name)
+        cfg = _train_config(preset, layers, model=model, image_size=image_size, epochs=epochs,
+                            batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                            linear_probe=linear_probe, init_from=init_from, seed=seed, accelerator=accelerator,
+                            devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
+                            precision=precision, num_workers=num_workers)
+        prep = _prepare_config(cfg, frames, windows, audio_feature, frame_sampling, crop)
+        data = _load(dataset, root, cache, prep, labels, workers, progress)
+        folds = build_folds(dataset, data, num_folds, fold_seed)
+        info = _data_info(dataset, root, cache, data, labels, None, num_folds, fold_seed)
+        table = cross_validate(data, folds, out, cfg, strategies=names, preprocessing=prep, data_info=info,
+                               progress=progress, title=dataset)
         console.print((out / "results.md").read_text(encoding="utf-8"))
-        console.print(f"{len(table)} strategies x {len(folds)} folds -> {out}")
+        console.print(f"{len(table)} strategies x {len(folds)} folds -> {out}", soft_wrap=True)
 
     @app.command("predict")
     @friendly_errors
-    def predict_cmd(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
-                    video: Annotated[Path, typer.Argument(help="A video file with audio.")],
+    def predict_cmd(video: Annotated[Path, typer.Argument(help="A video file with audio.")],
+                    run: Annotated[Path, typer.Option(help="A finished run folder.")],
                     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-        """Predict the emotion of one video file."""
+        """Predict the emotion of one video file (preprocessed the way the run's data was)."""
         from multimae_der.predict import predict_file
 
         pred = predict_file(run, video)
@@ -186,26 +293,37 @@ def register(app: typer.Typer) -> None:
 
     @app.command("pretrain")
     @friendly_errors
-    def pretrain_cmd(dataset: DatasetArg, root: RootArg,
-                     run: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
-                     cache: CacheOpt = None, model: ModelOpt = "tiny", image_size: SizeOpt = None,
-                     fusion: FusionOpt = "fslf", epochs: EpochsOpt = None, batch_size: IntOpt = None,
-                     lr: FloatOpt = None, weight_decay: FloatOpt = None, warmup: FloatOpt = None,
+    def pretrain_cmd(dataset: DatasetOpt, root: RootOpt,
+                     out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
+                     cache: CacheOpt = None, labels: LabelsOpt = None,
+                     fold: Annotated[int | None, typer.Option(help="Leave fold K's clips out (so a classifier "
+                                                                   "tested on fold K never saw them).")] = None,
+                     num_folds: NumFoldsOpt = None, fold_seed: FoldSeedOpt = 0, fusion: FusionOpt = "fslf",
+                     model: ModelOpt = "tiny", image_size: SizeOpt = None, layers: LayersOpt = None,
+                     epochs: EpochsOpt = None, batch_size: IntOpt = None, lr: FloatOpt = None,
+                     weight_decay: FloatOpt = None, warmup: FloatOpt = None,
                      mask_ratio: Annotated[float, typer.Option(help="Tube-mask ratio.")] = 0.9,
-                     seed: SeedOpt = 0, accelerator: AccelOpt = "auto", devices: DevicesOpt = "1",
-                     num_nodes: NodesOpt = 1, dist_strategy: StrategyOpt = "auto",
+                     seed: SeedOpt = 0, frames: FramesOpt = 16, windows: WindowsOpt = 16,
+                     audio_feature: FeatureOpt = "logmel", frame_sampling: SamplingOpt = "even",
+                     crop: CropOpt = "center", workers: PrepWorkersOpt = 1, accelerator: AccelOpt = "auto",
+                     devices: DevicesOpt = "1", num_nodes: NodesOpt = 1, strategy: StrategyOpt = "auto",
                      precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
                      progress: ProgressOpt = True) -> None:
-        """Masked-autoencoder pre-training (90% tube masking) on the dataset's fused clips (labels unused)."""
+        """Masked-autoencoder pre-training (90% tube masking) on the data set's fused clips (labels unused)."""
         from multimae_der.pretrain import pretrain
         from multimae_der.train import dataset_class_names
 
-        cfg = _train_config("measured", model=model, image_size=image_size, fusion=fusion, epochs=epochs,
+        cfg = _train_config("measured", layers, model=model, image_size=image_size, fusion=fusion, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
                             mask_ratio=mask_ratio, seed=seed, accelerator=accelerator, devices=_devices(devices),
-                            num_nodes=num_nodes, strategy=dist_strategy, precision=precision,
+                            num_nodes=num_nodes, strategy=strategy, precision=precision,
                             num_workers=num_workers)
-        prep = _preprocessing(image_size, model)
-        data = build_dataset(dataset, root, cache, prep)
-        pretrain(data, run, cfg, class_names=dataset_class_names(data), preprocessing=prep, progress=progress)
-        console.print(f"pre-trained: {run} (start a classifier from it with --init-from {run})")
+        prep = _prepare_config(cfg, frames, windows, audio_feature, frame_sampling, crop)
+        data = _load(dataset, root, cache, prep, labels, workers, progress)
+        names = dataset_class_names(data)
+        info = _data_info(dataset, root, cache, data, labels, fold, num_folds, fold_seed)
+        if fold is not None:
+            data = _subset(data, _split(dataset, data, fold, num_folds, fold_seed)[0])
+        pretrain(data, out, cfg, class_names=names, preprocessing=prep, data_info=info, progress=progress)
+        console.print(f"pre-trained {out} on {len(data)} clips (start a classifier from it with --init-from {out})",
+                      soft_wrap=True)
