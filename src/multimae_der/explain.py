@@ -373,19 +373,14 @@ def explain_clips(run_dir: str | Path | Run, dataset: Any, indices: Sequence[int
 
 
 def load_video_item(run: Run, path: str | Path) -> dict[str, Any]:
-    """Preprocesses one video file the way the run's data was prepared (its ``preprocessing`` settings)."""
-    from dataclasses import fields
-
-    from multimae_der.prepare import PrepareConfig, preprocess_clip
+    """Preprocesses one video file exactly as the run's data was (``run.preprocessing``); SynthAV ground truth
+    beside the file (``<stem>.npz``) is picked up."""
+    from multimae_der.prepare import preprocess_clip
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video {path} does not exist")
-    prep = dict(run.config.get("preprocessing") or {})
-    if "num_audio" in prep and "num_windows" not in prep:
-        prep["num_windows"] = prep["num_audio"]
-    known = {f.name for f in fields(PrepareConfig)}
-    cfg = PrepareConfig(**{**{k: v for k, v in prep.items() if k in known}, "image_size": run.image_size})
-    item = dict(preprocess_clip(path, cfg))
-    item.setdefault("path", str(path))
+    data = preprocess_clip(path, run.preprocessing)
+    item = {k: torch.as_tensor(v) for k, v in data.items() if k in ("video", "audio", "gt_video", "gt_audio")}
+    item["path"] = str(path)
     return item

@@ -303,7 +303,7 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
         out: output folder (benchmark cache and reports; rerunning resumes). Must not hold another model's run.
         quick: :data:`QUICK` settings (8 test clips, 4 sparsities, N = 2, 3 noise levels, Fid and F-Fid, saliency
             and vit_gradcam) instead of :data:`FULL`.
-        fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (test) and the other
+        fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (0-based) as test and the other
             folds (fine-tuning), cut to ``n_test`` / ``n_train`` clips with classes in turn.
         explainers: base explainers (default the preset's).
         overrides: any :class:`ffidelity.benchmark.BenchmarkConfig` field (``n_samples``, ``seeds``, ``mode``...).
