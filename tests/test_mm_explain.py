@@ -164,6 +164,8 @@ def test_summarize_reports_shares_timeline_regions_and_cue_overlap(tiny_run):
     assert e.used["video"] == sorted(set(fused.layouts[0].sources("video")) - {-1}) and len(e.used["audio"]) == 8
     cue_fraction = float(it["gt_video"][e.used["video"][0]].float().mean())
     assert e.gt_overlap["video"] == pytest.approx(cue_fraction, rel=1e-5)
+    assert e.gt_area["video"] == pytest.approx(float(it["gt_video"][e.used["video"]].float().mean()))
+    assert e.gt_area["video"] == pytest.approx(1 / 16)  # an 8x8 square in every 32x32 frame
     assert e.regions["video"].shape == (16, 4, 4)
 
 

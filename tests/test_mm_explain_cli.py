@@ -15,11 +15,11 @@ def seam(monkeypatch):
     data = CueClips(16)
     calls = {}
 
-    def build_dataset(dataset, root, cache, config):
+    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True):
         calls["args"] = (dataset, str(root), config)
         return data
 
-    def build_folds(dataset, ds, config):
+    def build_folds(dataset, ds, num_folds, seed):
         idx = list(range(len(ds)))
         return [(idx[4:], idx[:4]), (idx[:12], idx[12:])]
 
@@ -35,19 +35,19 @@ def invoke(*args):
 def test_cli_explain_on_a_dataset(tmp_path, seam):
     run = write_run(tmp_path / "run", fusion="cfas")
     out = tmp_path / "expl"
-    r = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--fold", 1, "--limit", 2,
+    r = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--fold", 2, "--limit", 2,
                "--explainers", "saliency,gradcam", "--no-gif", "--out", out, "--no-progress")
     assert r.exit_code == 0, r.output
-    assert seam["args"][2] == {"image_size": 32}  # the run's preprocessing
+    assert seam["args"][2]["image_size"] == 32  # the run's preprocessing
     saved = json.loads((out / "explanations.json").read_text())
-    assert [c["index"] for c in saved["clips"]] == [12, 13]  # fold 1's test clips
+    assert [c["index"] for c in saved["clips"]] == [12, 13]  # fold 2's test clips (folds count from 1)
     assert saved["fusion"] == "cfas" and "report: " in r.output and "V" in r.output
     assert not list(out.glob("clip_*/*.gif"))
     bad = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--explainers", "lime",
                  "--out", out)
     assert bad.exit_code == 1 and "unknown explainer 'lime'" in bad.output
     none = invoke("explain", "--run", run, "--out", out)
-    assert none.exit_code == 1 and "--dataset and --root" in none.output
+    assert none.exit_code == 1 and "does not record its data set" in none.output
 
 
 def test_cli_explain_a_video_file(tmp_path):
@@ -71,10 +71,11 @@ def test_cli_explain_a_video_file(tmp_path):
 def test_cli_faithfulness_quick(tmp_path, seam):
     run = write_run(tmp_path / "run", fusion="fslf")
     out = tmp_path / "ffid"
-    r = invoke("faithfulness", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--out", out, "--quick",
+    r = invoke("faithfulness", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--fold", 1, "--out", out,
+               "--quick",
                "--n-test", 4, "--n-train", 4, "--n-samples", 1, "--explainers", "saliency,random", "--no-progress")
     assert r.exit_code == 0, r.output
     assert "F-Fidelity" in r.output and "true explanation beats" in r.output
     saved = json.loads((out / "emotion.json").read_text())
-    assert saved["task"]["test_indices"] == [0, 1, 2, 3]  # fold 0's test clips
+    assert saved["task"]["test_indices"] == [0, 1, 2, 3]  # fold 1's test clips
     assert (out / "report.html").exists() and (out / "emotion.html").exists()

@@ -221,6 +221,8 @@ class ClipExplanation:
         regions: mass per region of each source frame, ``(n, gy, gx)`` (audio rows: high to low frequency).
         used: the source indices the fusion used, per modality.
         gt_overlap: for clips with ground truth, the fraction of each modality's mass on the true cue pixels.
+        gt_area: the fraction of the used source pixels that are cue pixels: what ``gt_overlap`` would be for
+            an explanation that spreads its mass evenly (the chance level).
     """
 
     explainer: str
@@ -233,13 +235,14 @@ class ClipExplanation:
     regions: dict[str, torch.Tensor]
     used: dict[str, list[int]]
     gt_overlap: dict[str, float] = field(default_factory=dict)
+    gt_area: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"explainer": self.explainer, "target": self.target, "predicted": self.predicted,
                 "probability": self.probability, "share": self.share,
                 "timeline": {m: v.tolist() for m, v in self.timeline.items()},
                 "regions": {m: v.tolist() for m, v in self.regions.items()}, "used": self.used,
-                "gt_overlap": self.gt_overlap}
+                "gt_overlap": self.gt_overlap, "gt_area": self.gt_area}
 
 
 def summarize(layout: FusionLayout, attribution: torch.Tensor, num_sources: Mapping[str, int], *,
@@ -249,14 +252,16 @@ def summarize(layout: FusionLayout, attribution: torch.Tensor, num_sources: Mapp
     maps = source_maps(layout, attribution, num_sources)
     used = {m: sorted({i for i in layout.sources(m) if i >= 0}) for m in maps}
     overlap: dict[str, float] = {}
+    area: dict[str, float] = {}
     if gt:
         for m, mask in gt.items():
             total = float(maps[m].sum()) if m in maps else 0.0
             if total > 0:
                 overlap[m] = float((maps[m] * mask.to(maps[m].dtype)).sum()) / total
+                area[m] = float(mask[used[m]].float().mean())
     return ClipExplanation(explainer, int(target), int(predicted), float(probability), maps,
                            modality_share(maps), timeline(maps),
-                           {m: region_mass(v, grid) for m, v in maps.items()}, used, overlap)
+                           {m: region_mass(v, grid) for m, v in maps.items()}, used, overlap, area)
 
 
 def explain_items(run: Run, items: Sequence[Mapping[str, Any]], explainers: Sequence[str] = DEFAULT_EXPLAINERS,
@@ -368,19 +373,14 @@ def explain_clips(run_dir: str | Path | Run, dataset: Any, indices: Sequence[int
 
 
 def load_video_item(run: Run, path: str | Path) -> dict[str, Any]:
-    """Preprocesses one video file the way the run's data was prepared (its ``preprocessing`` settings)."""
-    from dataclasses import fields
-
-    from multimae_der.prepare import PrepareConfig, preprocess_clip
+    """Preprocesses one video file exactly as the run's data was (``run.preprocessing``); SynthAV ground truth
+    beside the file (``<stem>.npz``) is picked up."""
+    from multimae_der.prepare import preprocess_clip
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video {path} does not exist")
-    prep = dict(run.config.get("preprocessing") or {})
-    if "num_audio" in prep and "num_windows" not in prep:
-        prep["num_windows"] = prep["num_audio"]
-    known = {f.name for f in fields(PrepareConfig)}
-    cfg = PrepareConfig(**{**{k: v for k, v in prep.items() if k in known}, "image_size": run.image_size})
-    item = dict(preprocess_clip(path, cfg))
-    item.setdefault("path", str(path))
+    data = preprocess_clip(path, run.preprocessing)
+    item = {k: torch.as_tensor(v) for k, v in data.items() if k in ("video", "audio", "gt_video", "gt_audio")}
+    item["path"] = str(path)
     return item

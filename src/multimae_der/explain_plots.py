@@ -170,7 +170,8 @@ def write_report(summary: Mapping[str, Any], out: Path, *, title: str) -> Path:
         rep.heading(f"Clip {k}: {Path(clip['path']).name or clip['index']}", level=3)
         rep.paragraph(f"{truth}; predicted {clip['predicted']} ({clip['probability']:.0%}).")
         rows = {n: {"video share": e["share"].get("video", 0.0), "audio share": e["share"].get("audio", 0.0),
-                    **{f"{m} mass on cue": v for m, v in e.get("gt_overlap", {}).items()}}
+                    **{f"{m} mass on cue": v for m, v in e.get("gt_overlap", {}).items()},
+                    **{f"{m} cue area (chance)": v for m, v in e.get("gt_area", {}).items()}}
                 for n, e in clip["explanations"].items()}
         rep.table(pd.DataFrame(rows).T)
         for n, e in clip["explanations"].items():

@@ -42,7 +42,7 @@ from multimae_der.provenance import modality_units, project_to_fused
 from multimae_der.run import Run, load_run, model_config
 
 #: settings of the quick experiment (about a minute or two on 2 CPU cores with the tiny model).
-QUICK = {"n_test": 8, "n_train": 32, "sparsities": (0.1, 0.3, 0.5, 0.7), "n_samples": 3,
+QUICK = {"n_test": 8, "n_train": 24, "sparsities": (0.1, 0.3, 0.5, 0.7), "n_samples": 2,
          "noises": (0.0, 0.5, 1.0), "methods": ("fid", "ffid"), "explainers": ("saliency", "vit_gradcam"),
          "finetune_epochs": 2}
 FULL = {"n_test": 48, "n_train": 256, "sparsities": None, "n_samples": 20,
@@ -264,8 +264,12 @@ def modality_check(run_: Run, items: Sequence[Mapping[str, Any]], fused: FusedCl
         expl = explain_items(run_, items, explainers, target="label", batch_size=batch_size)
         out["share"] = {n: {m: float(np.mean([e[n].share.get(m, 0.0) for e in expl])) for m in MODALITIES}
                         for n in expl[0]}
-        out["gt_overlap"] = {n: {m: _nanmean(np.array([e[n].gt_overlap.get(m, np.nan) for e in expl]))
-                                 for m in MODALITIES} for n in expl[0]} if "gt_video" in items[0] else {}
+        if "gt_video" in items[0]:
+            out["gt_overlap"] = {n: {m: _nanmean(np.array([e[n].gt_overlap.get(m, np.nan) for e in expl]))
+                                     for m in MODALITIES} for n in expl[0]}
+            first = next(iter(expl[0]))
+            out["gt_overlap"]["chance (cue area)"] = {
+                m: _nanmean(np.array([e[first].gt_area.get(m, np.nan) for e in expl])) for m in MODALITIES}
     return out
 
 
@@ -297,9 +301,9 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
         run_dir: a trained run folder (or a loaded :class:`Run`); its weights are the "original" model.
         dataset: contract items; with SynthAV ground truth the true explanation is scored too.
         out: output folder (benchmark cache and reports; rerunning resumes). Must not hold another model's run.
-        quick: :data:`QUICK` settings (8 test clips, 4 sparsities, N = 3, 3 noise levels, Fid and F-Fid, saliency
+        quick: :data:`QUICK` settings (8 test clips, 4 sparsities, N = 2, 3 noise levels, Fid and F-Fid, saliency
             and vit_gradcam) instead of :data:`FULL`.
-        fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (test) and the other
+        fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (0-based) as test and the other
             folds (fine-tuning), cut to ``n_test`` / ``n_train`` clips with classes in turn.
         explainers: base explainers (default the preset's).
         overrides: any :class:`ffidelity.benchmark.BenchmarkConfig` field (``n_samples``, ``seeds``, ``mode``...).
@@ -395,5 +399,6 @@ def write_emotion_report(result: EmotionBenchmarkResult, task: Task) -> None:
                                                         "(true class, original model)")
     if mod.get("gt_overlap"):
         rep.table(pd.DataFrame(mod["gt_overlap"]).T, caption="fraction of each modality's attribution mass on the "
-                                                             "true cue pixels")
+                                                             "true cue pixels; last row: the cue's share of the "
+                                                             "pixels, what an even spread would score")
     rep.save("emotion.html")

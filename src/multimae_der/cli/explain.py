@@ -1,7 +1,9 @@
 """``multimae-der explain | faithfulness``: explanations of a trained run, and their F-Fidelity.
 
-Datasets are built through the model CLI's seam (:func:`multimae_der.cli.model.build_dataset`), with the
-run's own preprocessing settings.
+Clips come from the run's own data set (recorded at training: data set, folder, cache, label set, held-out
+fold) unless ``--dataset`` / ``--root`` override it, and are loaded through the model CLI's seams
+(:func:`multimae_der.cli.model.build_dataset`, :func:`~multimae_der.cli.model.build_folds`) with the run's
+preprocessing. Folds are numbered from 1, as ``multimae-der folds`` prints them.
 """
 
 from __future__ import annotations
@@ -14,31 +16,44 @@ import typer
 from ffidelity.cli._common import console, friendly_errors
 
 RunOpt = Annotated[Path, typer.Option(help="A finished run folder.")]
-DatasetOpt = Annotated[str | None, typer.Option(help="Dataset name (ravdess, cremad, iemocap).")]
-RootOpt = Annotated[Path | None, typer.Option(help="Dataset root folder.")]
+DatasetOpt = Annotated[str | None, typer.Option(help="Override the run's data set (ravdess, cremad, iemocap).")]
+RootOpt = Annotated[Path | None, typer.Option(help="Override the run's data folder.")]
 CacheOpt = Annotated[Path | None, typer.Option(help="Preprocessing cache folder.")]
+LabelsOpt = Annotated[str | None, typer.Option(help="Label set (default: the run's).")]
+FoldOpt = Annotated[int | None, typer.Option(help="Use fold K's clips (from 1; default: the run's held-out "
+                                                  "fold).")]
+NumFoldsOpt = Annotated[int | None, typer.Option(help="Override the number of folds.")]
 OutOpt = Annotated[Path, typer.Option(help="Output folder.")]
-FoldOpt = Annotated[int | None, typer.Option(help="Use this subject-independent fold's test clips.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress")]
 
 
-def _dataset(run: Path, dataset: str | None, root: Path | None, cache: Path | None) -> Any:
+def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | None, labels: str | None,
+             fold: int | None, num_folds: int | None, progress: bool = True
+             ) -> tuple[Any, list[int] | None, list[int] | None, int | None]:
+    """The run's clips: ``(dataset, train indices, test indices, fold)``; indices are ``None`` without a fold."""
     from multimae_der.cli import model as cli_model
     from multimae_der.run import read_run_config
 
-    if dataset is None or root is None:
-        raise ValueError("give a VIDEO file, or --dataset and --root")
-    prep = read_run_config(run).get("preprocessing") or {}
-    return cli_model.build_dataset(dataset, root, cache, prep), prep
-
-
-def _fold(dataset: str, data: Any, prep: dict, fold: int) -> tuple[list[int], list[int]]:
-    from multimae_der.cli import model as cli_model
-
-    folds = cli_model.build_folds(dataset, data, prep)
-    if not 0 <= fold < len(folds):
-        raise ValueError(f"--fold must be in 0..{len(folds) - 1}")
-    train, test = folds[fold]
-    return list(train), list(test)
+    cfg = read_run_config(run)
+    recorded = dict(cfg.get("data") or {})
+    if dataset is None and root is None:
+        cache = cache or (Path(recorded["cache"]) if recorded.get("cache") else None)
+    dataset = dataset or recorded.get("dataset")
+    root = root or (Path(recorded["root"]) if recorded.get("root") else None)
+    if not dataset or root is None:
+        raise ValueError(f"{run} does not record its data set: give a VIDEO file, or --dataset and --root")
+    fold = fold if fold is not None else recorded.get("fold")
+    num_folds = num_folds if num_folds is not None else recorded.get("num_folds")
+    data = cli_model._load(dataset, root, cache, cfg.get("preprocessing") or None,
+                           labels or recorded.get("label_set"), 1, progress)
+    names = getattr(data, "class_names", None)
+    if names is not None and list(names) != list(cfg.get("class_names", [])):
+        raise ValueError(f"the run was trained on classes {cfg.get('class_names')} but {dataset} has {list(names)}; "
+                         "pass --labels")
+    if fold is None:
+        return data, None, None, None
+    tr, te = cli_model._split(dataset, data, int(fold), num_folds, int(recorded.get("fold_seed") or 0))
+    return data, tr, te, int(fold)
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -64,10 +79,11 @@ def _names(text: str) -> list[str]:
 def register(app: typer.Typer) -> None:
     @app.command("explain")
     @friendly_errors
-    def explain_cmd(video: Annotated[Path | None, typer.Argument(help="A video file with audio (or use "
-                                                                      "--dataset/--root).")] = None,
+    def explain_cmd(video: Annotated[Path | None, typer.Argument(help="A video file with audio (default: clips "
+                                                                      "of the run's data set).")] = None,
                     run: RunOpt = Path("run"), dataset: DatasetOpt = None, root: RootOpt = None,
-                    cache: CacheOpt = None, fold: FoldOpt = None,
+                    cache: CacheOpt = None, labels: LabelsOpt = None, fold: FoldOpt = None,
+                    num_folds: NumFoldsOpt = None,
                     indices: Annotated[str | None, typer.Option(help="Comma-separated clip indices.")] = None,
                     limit: Annotated[int, typer.Option(help="Clips to explain when --indices is not given.")] = 4,
                     explainers: Annotated[str, typer.Option(help="Comma-separated: ig, saliency, sg_sq, occlusion, "
@@ -76,8 +92,7 @@ def register(app: typer.Typer) -> None:
                     target: Annotated[str, typer.Option(help="Explain the 'predicted' or the true ('label') "
                                                              "class.")] = "predicted",
                     gif: Annotated[bool, typer.Option("--gif/--no-gif", help="Write animated GIFs.")] = True,
-                    out: OutOpt = Path("explanations"),
-                    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True) -> None:
+                    out: OutOpt = Path("explanations"), progress: ProgressOpt = True) -> None:
         """Explain clips: overlays on frames and spectrograms (PNG, GIF), timelines, modality shares, HTML."""
         from multimae_der.explain import explain_clips, load_video_item
         from multimae_der.run import load_run
@@ -88,26 +103,25 @@ def register(app: typer.Typer) -> None:
             data: Any = [load_video_item(loaded, video)]
             idx: list[int] | None = [0]
         else:
-            data, prep = _dataset(run, dataset, root, cache)
+            data, _, test, _ = run_data(run, dataset, root, cache, labels, fold, num_folds, progress)
             idx = _ints(indices)
             if idx is None:
-                pool = _fold(dataset or "", data, prep, fold)[1] if fold is not None else list(range(len(data)))
-                idx = pool[: max(1, limit)]
+                idx = (test if test is not None else list(range(len(data))))[: max(1, limit)]
         summary = explain_clips(loaded, data, idx, out, names, target=target, gif=gif, progress=progress)
         for k, clip in enumerate(summary["clips"]):
             shares = ", ".join(f"{n} V{e['share'].get('video', 0):.0%}/A{e['share'].get('audio', 0):.0%}"
                                for n, e in clip["explanations"].items())
             console.print(f"clip {k} ({Path(clip['path']).name}): predicted [bold]{clip['predicted']}[/] "
-                          f"({clip['probability']:.0%}); {shares}")
-        console.print(f"report: {summary['report']}  ({summary['seconds']:.1f} s)")
+                          f"({clip['probability']:.0%}); {shares}", soft_wrap=True)
+        console.print(f"report: {summary['report']}  ({summary['seconds']:.1f} s)", soft_wrap=True)
 
     @app.command("faithfulness")
     @friendly_errors
     def faithfulness_cmd(run: RunOpt = Path("run"), dataset: DatasetOpt = None, root: RootOpt = None,
-                         cache: CacheOpt = None, out: OutOpt = Path("faithfulness"),
+                         cache: CacheOpt = None, labels: LabelsOpt = None, fold: FoldOpt = None,
+                         num_folds: NumFoldsOpt = None, out: OutOpt = Path("faithfulness"),
                          quick: Annotated[bool, typer.Option("--quick/--full", help="Small settings (minutes on a "
                                                                                    "CPU) or the paper's.")] = False,
-                         fold: Annotated[int, typer.Option(help="Test fold (the others fine-tune).")] = 0,
                          n_test: Annotated[int | None, typer.Option(help="Test clips (default: preset).")] = None,
                          n_train: Annotated[int | None, typer.Option(help="Fine-tuning clips (default: preset).")]
                          = None,
@@ -116,20 +130,25 @@ def register(app: typer.Typer) -> None:
                          n_samples: Annotated[int | None, typer.Option(help="Monte-Carlo samples N.")] = None,
                          seeds: Annotated[int | None, typer.Option(help="Degradation seeds.")] = None,
                          mode: Annotated[str, typer.Option(help="prob or acc.")] = "prob",
-                         progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True) -> None:
-        """F-Fidelity's controlled experiment on the emotion model, plus the ground-truth and modality checks."""
+                         progress: ProgressOpt = True) -> None:
+        """F-Fidelity's controlled experiment on the emotion model, plus the ground-truth and modality checks.
+
+        Test clips: fold K's (default: the run's held-out fold); the other folds' clips fine-tune the evaluator.
+        """
         from multimae_der.faithfulness import emotion_benchmark
 
-        data, prep = _dataset(run, dataset, root, cache)
-        train, test = _fold(dataset or "", data, prep, fold)
+        data, train, test, _ = run_data(run, dataset, root, cache, labels, fold, num_folds, progress)
+        if test is None:
+            console.print("[yellow]the run records no held-out fold: testing on the first fold, which the run may "
+                          "have trained on (pass --fold K for held-out clips)[/]", soft_wrap=True)
         overrides = {k: v for k, v in {"n_samples": n_samples, "seeds": seeds}.items() if v is not None}
         res = emotion_benchmark(run, data, out, quick, test_indices=test, train_indices=train, n_test=n_test,
                                 n_train=n_train, explainers=_names(explainers) if explainers else None,
                                 progress=progress, mode=mode, **overrides)
         for line in res.verdicts():
-            console.print(line)
+            console.print(line, soft_wrap=True)
         if res.ground_truth is not None:
             wins = ", ".join(f"{k} {v:.0%}" for k, v in res.ground_truth["wins"].items())
-            console.print(f"true explanation beats the degraded copies on both sides: {wins}")
+            console.print(f"true explanation beats the degraded copies on both sides: {wins}", soft_wrap=True)
         console.print(f"reports: {out / 'report.html'}, {out / 'emotion.html'}  "
-                      f"({res.timings['emotion_total_s']:.0f} s)")
+                      f"({res.timings['emotion_total_s']:.0f} s)", soft_wrap=True)
