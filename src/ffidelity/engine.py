@@ -262,10 +262,16 @@ class Fidelity:
         gens: dict[int, torch.Generator] = {}
         total = n * tasks
         x_cpu = inputs.detach().cpu()
+        # buffers reused by every chunk: a fresh multi-MB tensor per chunk costs a page fault per 4 kB
+        rows = min(self.batch_size, total)
+        draw_buf, thresh_buf = torch.empty(rows, d), torch.empty(rows, d)
+        keep_buf = torch.empty(rows, d, dtype=torch.bool)
+        x_buf: torch.Tensor | None = None
         with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
             for start in range(0, total, self.batch_size):
                 with _single_thread():  # small memory-bound ops: a thread pool only adds waiting
                     flat = torch.arange(start, min(start + self.batch_size, total))
+                    c = flat.numel()
                     i_idx = flat // tasks
                     t_idx = flat % tasks
                     j_idx = t_idx // (2 * n_draw)
@@ -278,14 +284,18 @@ class Fidelity:
                     candidate = (p_r >= lo[i_r, j_r, side_r][:, None]) & (p_r < hi[i_r, j_r, side_r][:, None])
                     # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
                     thresh = torch.where(candidate, limit[i_r, j_r, side_r][:, None], 0.0)
-                    thresh = thresh.expand(flat.numel(), d) if runs.numel() == 1 else thresh.repeat_interleave(
-                        run_len, dim=0)
-                    draws = _draws_for_chunk(i_idx, t_idx, tasks, d, gens, self.seed, index_offset, stochastic)
-                    keep = draws >= thresh
+                    if runs.numel() > 1:
+                        thresh = torch.index_select(thresh, 0, torch.repeat_interleave(run_len), out=thresh_buf[:c])
+                    draws = _draws_for_chunk(i_idx, t_idx, tasks, d, gens, self.seed, index_offset, stochastic,
+                                             out=draw_buf[:c])
+                    keep = torch.ge(draws, thresh, out=keep_buf[:c])
                     first, last = int(i_idx[0]), int(i_idx[-1])
-                    # one input in the chunk: a broadcast view instead of a copy per row
-                    x_rows = (x_cpu[first : first + 1].expand(flat.numel(), *x_cpu.shape[1:]) if first == last
-                              else x_cpu[i_idx])
+                    if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
+                        x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
+                    else:
+                        if x_buf is None:
+                            x_buf = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
+                        x_rows = torch.index_select(x_cpu, 0, i_idx, out=x_buf[:c])
                     x_masked = units.remove(x_rows, keep)
                 logits = self._call(model, x_masked, device, "masked inputs")
                 sc = self._score(logits, targets[i_idx])
@@ -428,13 +438,15 @@ def _draws_for_chunk(
     seed: int,
     offset: int,
     stochastic: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Uniform draws (L, d) for a chunk, taken from each input's own generator in task order.
 
     Inputs marked False in ``stochastic`` (every rate 0 or 1, so no draw can change a removal) get the
-    constant 0.5 and no generator: skipping them leaves every other input's numbers unchanged.
+    constant 0.5 and no generator: skipping them leaves every other input's numbers unchanged. ``out`` is an
+    (L, d) float32 buffer to fill instead of a new tensor.
     """
-    out = torch.empty(i_idx.numel(), d)
+    out = torch.empty(i_idx.numel(), d) if out is None else out
     uniq, counts = torch.unique_consecutive(i_idx, return_counts=True)
     row = 0
     for i, c in zip(uniq.tolist(), counts.tolist(), strict=True):
