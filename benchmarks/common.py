@@ -150,6 +150,7 @@ class Context:
     raw: Path  # bulky, git-ignored files (clips, caches, run folders)
     threads: tuple[int, ...]
     log: Callable[[str], None] = print
+    best_threads: int = 1  # the thread count that ran a gradient step fastest at the start (probe_threads)
 
 
 Benchmark = Callable[[Context], BenchResult]
@@ -256,6 +257,27 @@ def rss_mb() -> float:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:  # pragma: no cover - not Linux
         return peak_rss_mb()
+
+
+def probe_threads(counts: tuple[int, ...], repeats: int = 3) -> tuple[int, dict[int, float]]:
+    """The torch thread count that runs a small training step (ResNet-9 width 16, batch 32) fastest now.
+
+    On a machine whose cores are shared with other busy processes, every parallel region waits for a
+    descheduled thread: a many-op step can run 40x slower on two threads than on one. Benchmarks that do not
+    calibrate their own thread count use this one.
+    """
+    from ffidelity.models import ResNet9
+
+    torch.manual_seed(0)
+    model = ResNet9(3, 10, 16)
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    seconds: dict[int, float] = {}
+    for n in counts:
+        with threads(n):
+            torch.nn.functional.cross_entropy(model(x), y).backward()  # warm-up
+            seconds[n] = min(timed(lambda: torch.nn.functional.cross_entropy(model(x), y).backward())
+                             for _ in range(repeats))
+    return min(seconds, key=seconds.__getitem__), seconds
 
 
 # -- child processes -------------------------------------------------------------------------------------------

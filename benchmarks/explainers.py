@@ -18,7 +18,7 @@ def explainers(ctx: Context) -> BenchResult:
     p = ctx.profile
     res = BenchResult("explainers", "IntegratedGradients and SG-SQ: time per input and bounded memory")
     ibs = 64
-    common = {"n_inputs": p.explain_inputs, "width": p.explain_width, "threads": max(ctx.threads)}
+    common = {"n_inputs": p.explain_inputs, "width": p.explain_width, "threads": ctx.best_threads}
     steps, nt = p.explain_steps, p.explain_nt
     plans = {
         "integrated_gradients": {"ig": (ibs, steps, 1), "ig_4x_steps": (ibs, 4 * steps, 1),

@@ -13,9 +13,15 @@ from __future__ import annotations
 import importlib.util
 import statistics
 
-from benchmarks.common import BenchResult, Context, Target, register, run_child
+from benchmarks.common import REPO, BenchResult, Context, Target, register, run_child
 
-SITE = "quantus_site"
+#: where a side installation of Quantus is looked for (git-ignored, outside the venv)
+SITE = REPO / "benchmarks" / "results" / "raw" / "quantus_site"
+
+
+def available() -> bool:
+    """Whether Quantus can be imported, from the environment or from :data:`SITE`."""
+    return importlib.util.find_spec("quantus") is not None or (SITE / "quantus").is_dir()
 
 
 @register("quantus")
@@ -23,8 +29,8 @@ def quantus_cmp(ctx: Context) -> BenchResult:
     """Quantus PixelFlipping vs ours at an equal count of forward passes (skipped when Quantus is missing)."""
     p = ctx.profile
     res = BenchResult("quantus", "Against Quantus PixelFlipping (optional)")
-    site = ctx.raw / SITE
-    if importlib.util.find_spec("quantus") is None and not (site / "quantus").is_dir():
+    site = SITE
+    if not available():
         res.targets.append(Target("ours / Quantus PixelFlipping (forward passes per second)", None, 1.0, op=">",
                                   unit="x", skipped=True, note="Quantus is not installed (see benchmarks/quantus_cmp.py)"))
         res.notes.append("Skipped: Quantus is not installed. It is optional; install it beside the venv with the "
@@ -32,7 +38,7 @@ def quantus_cmp(ctx: Context) -> BenchResult:
         return res
     n = 16 if p.name == "full" else 4
     out = run_child("quantus_pixelflipping", {"n_inputs": n, "features_in_step": 64 if p.name == "full" else 256,
-                                              "width": p.resnet_width, "threads": max(ctx.threads),
+                                              "width": p.resnet_width, "threads": ctx.best_threads,
                                               "site": str(site) if site.is_dir() else None,
                                               "repeats": max(1, p.repeats)}, timeout=900)
     rows = out["repeats"]

@@ -17,7 +17,16 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from benchmarks.common import BENCHMARKS, ORDER, PROFILES, BenchResult, Context, loadavg, machine_info
+from benchmarks.common import (
+    BENCHMARKS,
+    ORDER,
+    PROFILES,
+    BenchResult,
+    Context,
+    loadavg,
+    machine_info,
+    probe_threads,
+)
 from benchmarks.summary import write_summary
 from ffidelity import atomic
 
@@ -26,9 +35,12 @@ MODULES = ("engine_throughput", "memory_scaling", "explainers", "emotion", "quan
 
 
 def load_benchmarks() -> list[str]:
+    """Imports every benchmark module; returns the benchmark names in run order (module order, then the order
+    of registration within a module)."""
     for mod in MODULES:
         importlib.import_module(f"benchmarks.{mod}")
-    return list(ORDER)
+    rank = {f"benchmarks.{m}": i for i, m in enumerate(MODULES)}
+    return sorted(ORDER, key=lambda n: (rank.get(BENCHMARKS.get(n).__module__, len(MODULES)), ORDER.index(n)))
 
 
 def run_all(out: Path, profile: str = "full", only: list[str] | None = None, thread_counts: list[int] | None = None,
@@ -52,11 +64,14 @@ def run_all(out: Path, profile: str = "full", only: list[str] | None = None, thr
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     counts = thread_counts or sorted({1, torch.get_num_threads()})
-    ctx = Context(PROFILES[profile], out, raw, tuple(counts), log)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     machine_start = machine_info()
-    log(f"benchmarks ({profile}): {', '.join(names)}; threads tried {counts}; load {machine_start['loadavg']}")
+    best, probe = probe_threads(tuple(counts))
+    machine_start["thread_probe_seconds"] = {str(k): round(v, 4) for k, v in probe.items()}
+    ctx = Context(PROFILES[profile], out, raw, tuple(counts), log, best_threads=best)
+    log(f"benchmarks ({profile}): {', '.join(names)}; threads tried {counts}, best for a gradient step {best} "
+        f"({', '.join(f'{k}: {v * 1000:.0f} ms' for k, v in probe.items())}); load {machine_start['loadavg']}")
     results = []
     for name in names:
         fn = BENCHMARKS.get(name)
@@ -76,7 +91,7 @@ def run_all(out: Path, profile: str = "full", only: list[str] | None = None, thr
         for t in res.targets:
             log(f"[{name}] {t.status:8s} {t.name}: {t.value if t.value is None else round(t.value, 3)}")
         log(f"[{name}] done in {res.seconds:.0f} s")
-    meta = {"profile": profile, "started": started.isoformat(timespec="seconds"),
+    meta = {"profile": profile, "best_threads": best, "started": started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - t0, "threads": counts, "machine_start": machine_start,
             "machine_end": machine_info()}
