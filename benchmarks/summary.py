@@ -62,13 +62,22 @@ def write_summary(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
                                                                                "load_before", "load_after",
                                                                                "notes", "figures", "error")}
                                                             for r in results]})
+    command = {"full": "", "quick": " --quick"}.get(meta["profile"], f" --profile {meta['profile']}")
     lines = [f"# Benchmark summary ({meta['profile']} profile)", "",
              f"Run {meta['started']} - {meta['finished']}, {meta['seconds']:.0f} s in total "
-             f"(`python -m benchmarks.run{' --quick' if meta['profile'] == 'quick' else ''}`). Ratios are measured "
-             "within this run, beside their reference, repeated; the median is shown. "
-             + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ".", "", "## Machine", "",
-             *_machine_lines(meta["machine_start"], meta["machine_end"], meta["threads"]), "", "## Targets", "",
-             "| benchmark | target | value | target | status | note |", "|---|---|---|---|---|---|"]
+             f"(`python -m benchmarks.run{command}`). " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ".",
+             "",
+             "Every ratio is measured within this run, beside its reference, and repeated: the value is the best rate "
+             "over the repeats divided by the best reference rate (on a shared machine a disturbance only ever slows "
+             "a run down); the notes give the median of the ratios paired within a repeat.", ""]
+    if meta["profile"] != "full":
+        lines += [f"**{meta['profile']} profile: the sizes are smaller than the targets' configuration; these "
+                  "numbers check that the suite runs, they are not the targets' numbers.**", ""]
+    lines += ["## Machine", "", *_machine_lines(meta["machine_start"], meta["machine_end"], meta["threads"]),
+              f"- fastest thread count for a small training step at the start: {meta.get('best_threads')} "
+              f"(seconds per step: {meta['machine_start'].get('thread_probe_seconds')}); used where a benchmark "
+              "does not calibrate its own", "", "## Targets", "",
+              "| benchmark | target | value | threshold | status | note |", "|---|---|---|---|---|---|"]
     for r in rows:
         status = {"MET": "**MET**", "NOT MET": "**NOT MET**"}.get(r["status"], r["status"])
         lines.append(f"| {r['benchmark']} | {r['target']} | {r['value']} | {r['target_value']} | {status} | "

@@ -267,6 +267,7 @@ class Fidelity:
         draw_buf, thresh_buf = torch.empty(rows, d), torch.empty(rows, d)
         keep_buf = torch.empty(rows, d, dtype=torch.bool)
         x_buf: torch.Tensor | None = None
+        out_buf = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)  # the masked batch
         with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
             for start in range(0, total, self.batch_size):
                 with _single_thread():  # small memory-bound ops: a thread pool only adds waiting
@@ -296,7 +297,7 @@ class Fidelity:
                         if x_buf is None:
                             x_buf = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
                         x_rows = torch.index_select(x_cpu, 0, i_idx, out=x_buf[:c])
-                    x_masked = units.remove(x_rows, keep)
+                    x_masked = units.remove_into(x_rows, keep, out_buf[:c])
                 logits = self._call(model, x_masked, device, "masked inputs")
                 sc = self._score(logits, targets[i_idx])
                 sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
