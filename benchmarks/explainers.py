@@ -35,6 +35,9 @@ def explainers(ctx: Context) -> BenchResult:
                     f"peak {r['peak_rss_mb']:.0f} MB")
     res.data = {"runs": runs, "model": f"ResNet9(3, 10, width={p.explain_width}) on 3x32x32",
                 "internal_batch_size": ibs}
+    res.notes.append(f"ResNet-9 width {p.explain_width} on {p.explain_inputs} 32x32 inputs, "
+                     f"{ctx.best_threads} thread(s), explain(batch_size=64); one fresh process per method, the peak "
+                     "RSS reset (Linux clear_refs) before each configuration, so each peak is that run's own.")
     ig, sg = runs["ig"], runs["sg_sq"]
     res.targets += [
         Target(f"IG time per input ({p.explain_steps} steps)", ig["seconds_per_input"], unit="s",

@@ -51,7 +51,8 @@ def quantus_cmp(ctx: Context) -> BenchResult:
                               f"{p.resnet_width}, {n} inputs)", ours_vs_q, 1.0, op=">", unit="x",
                               note=f"Quantus {q_raw:.2f}x raw, ours {o_raw:.2f}x raw; "
                               f"{out['passes_per_input']} forward passes per input each"))
-    res.notes.append("Quantus ran from " + (str(site) if site.is_dir() else "the environment") + "; batch size = "
+    where = str(site.relative_to(REPO)) if site.is_dir() else "the environment"
+    res.notes.append(f"Quantus ran from {where} (a side install, not in the venv); batch size = "
                      f"{n} inputs for both; plain Fidelity at {out['ours_passes_per_input'] // 2} sparsities x 2 "
                      "sides gives the same passes per input as PixelFlipping's steps.")
     return res
