@@ -276,7 +276,8 @@ def _plot(data: dict[str, Any], ctx: Context) -> tuple[str, str]:
         ax.set_xticks(xs, labels)
         ax.set_ylabel("throughput / raw forward")
         ax.set_title(f"{name} (raw {data[name]['best_raw']:.0f} inputs/s)")
-        ax.legend()
+        ax.set_ylim(0, 1.3)
+        ax.legend(loc="upper right", ncols=2)
     fig.tight_layout()
     file = "engine_throughput.png"
     with atomic.atomic_path(ctx.out / file) as tmp:
