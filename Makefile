@@ -8,6 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
+export OMP_WAIT_POLICY := passive
 
 .PHONY: install demo test test-fast lint bench clean
 

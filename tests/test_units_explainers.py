@@ -56,7 +56,7 @@ def test_bad_units_config() -> None:
         ImageUnits().num_units(torch.zeros(2, 8, 8))
 
 
-@pytest.mark.parametrize("name", EXPLAINERS.names())
+@pytest.mark.parametrize("name", [n for n in EXPLAINERS.names() if not n.startswith(("layer_", "vit_"))])
 def test_every_explainer_returns_finite_attributions_of_the_input_shape(name: str) -> None:
     torch.manual_seed(0)
     model = ResNet9(in_channels=3, num_classes=4, width=4).eval()

@@ -38,8 +38,21 @@ class Units:
         raise NotImplementedError
 
     def remove(self, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Returns ``inputs`` with every unit where ``keep`` (B, D) is False replaced by the reference."""
+        """Returns ``inputs`` with every unit where ``keep`` (B, D) is False replaced by the reference.
+
+        ``inputs`` may be a broadcast view (the engine passes one input expanded over its masked copies), so
+        implementations return a new tensor and never write into ``inputs``.
+        """
         raise NotImplementedError
+
+    def remove_into(self, inputs: torch.Tensor, keep: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``remove``, allowed to write its result into ``out`` (a buffer shaped and typed like ``inputs``).
+
+        The engine calls this with one buffer reused by every chunk: a fresh multi-MB tensor per chunk costs a
+        page fault per 4 kB. Returns the result, which is ``out`` or a new tensor; the default returns
+        ``remove(inputs, keep)``.
+        """
+        return self.remove(inputs, keep)
 
     def describe(self) -> dict:
         """A JSON-able description saved with every result."""
@@ -152,9 +165,19 @@ class GridUnits(Units):
             elif isinstance(ref, torch.Tensor):
                 ref_cs = self._to_cs(ref.to(inputs.device, inputs.dtype).expand_as(inputs[:1]))
             else:
-                ref_cs = torch.tensor(float(ref), device=inputs.device, dtype=inputs.dtype)
+                return self._from_cs(fill_removed(x_cs, mask_cs, float(ref)), inputs)
             out_cs = torch.where(mask_cs, x_cs, ref_cs)
         return self._from_cs(out_cs, inputs)
+
+    def remove_into(self, inputs: torch.Tensor, keep: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        ref = self.reference
+        if isinstance(ref, (str, torch.Tensor)) or callable(ref) or self.channel_dim not in (None, 1):
+            return self.remove(inputs, keep)
+        out_cs = self._to_cs(out)
+        if out_cs.data_ptr() != out.data_ptr() or not out_cs.is_contiguous():  # not a view: write would be lost
+            return self.remove(inputs, keep)
+        fill_removed(self._to_cs(inputs), self.expand(keep, inputs), float(ref), out=out_cs)
+        return out
 
     def _from_cs(self, x_cs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self.channel_dim is None:
@@ -167,6 +190,31 @@ class GridUnits(Units):
         ref_desc = ref if isinstance(ref, (int, float, str)) else type(ref).__name__
         return {"kind": type(self).__name__, "block": list(self.block), "channel_dim": self.channel_dim,
                 "reference": ref_desc}
+
+
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16,
+         torch.bfloat16: torch.int16}
+
+
+def fill_removed(x: torch.Tensor, keep: torch.Tensor, value: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``torch.where(keep, x, value)`` for a number ``value``, bit for bit, in one vectorised pass on the CPU.
+
+    ``keep`` broadcasts to ``x``. On the CPU ``torch.where`` runs element by element; selecting through the
+    floats' bit patterns as integers (``bits * keep``, plus ``value``'s bits where removed) is vectorised, ~15x
+    faster on the engine's masked batches, and gives the same bits (signed zeros and NaN payloads included).
+    Other devices and dtypes use ``torch.where``. ``out`` (contiguous, shaped like the broadcast result) receives
+    the result when given.
+    """
+    bits = _BITS.get(x.dtype)
+    fill = torch.tensor(value, dtype=x.dtype, device=x.device)
+    if bits is None or x.device.type != "cpu":
+        return torch.where(keep, x, fill) if out is None else torch.where(keep, x, fill, out=out)
+    # integer product: the bit pattern where kept, 0 (= +0.0) where removed
+    res = torch.mul(x.view(bits), keep, out=None if out is None else out.view(bits))
+    fill_bits = fill.view(bits)
+    if int(fill_bits) != 0:
+        res += fill_bits * ~keep  # the two terms never overlap: no carry
+    return res.view(x.dtype)
 
 
 def _block_sum(a: torch.Tensor, block: Sequence[int]) -> torch.Tensor:

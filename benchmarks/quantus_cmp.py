@@ -1,0 +1,58 @@
+"""Against Quantus (optional): PixelFlipping vs our plain Fidelity on the same ResNet-9 and inputs, at the same
+number of forward passes, beside the raw forward limit, in one child process.
+
+Quantus is not a dependency. It is used when importable, or from a side folder that leaves the project's venv
+untouched::
+
+    pip install --no-deps --target benchmarks/results/raw/quantus_site quantus==0.6.0 opencv-python-headless \\
+        scikit-image cachetools imageio tifffile lazy_loader networkx
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+
+from benchmarks.common import REPO, BenchResult, Context, Target, register, run_child
+
+#: where a side installation of Quantus is looked for (git-ignored, outside the venv)
+SITE = REPO / "benchmarks" / "results" / "raw" / "quantus_site"
+
+
+def available() -> bool:
+    """Whether Quantus can be imported, from the environment or from :data:`SITE`."""
+    return importlib.util.find_spec("quantus") is not None or (SITE / "quantus").is_dir()
+
+
+@register("quantus")
+def quantus_cmp(ctx: Context) -> BenchResult:
+    """Quantus PixelFlipping vs ours at an equal count of forward passes (skipped when Quantus is missing)."""
+    p = ctx.profile
+    res = BenchResult("quantus", "Against Quantus PixelFlipping (optional)")
+    site = SITE
+    if not available():
+        res.targets.append(Target("ours / Quantus PixelFlipping (forward passes per second)", None, 1.0, op=">",
+                                  unit="x", skipped=True, note="Quantus is not installed (see benchmarks/quantus_cmp.py)"))
+        res.notes.append("Skipped: Quantus is not installed. It is optional; install it beside the venv with the "
+                         "command in benchmarks/quantus_cmp.py to include this comparison.")
+        return res
+    n = 16 if p.name == "full" else 4
+    out = run_child("quantus_pixelflipping", {"n_inputs": n, "features_in_step": 64 if p.name == "full" else 256,
+                                              "width": p.resnet_width, "threads": ctx.best_threads,
+                                              "site": str(site) if site.is_dir() else None,
+                                              "repeats": max(1, p.repeats)}, timeout=900)
+    rows = out["repeats"]
+    ours_vs_q = statistics.median(r["ours"] / r["quantus"] for r in rows)
+    q_raw = statistics.median(r["quantus"] / r["raw"] for r in rows)
+    o_raw = statistics.median(r["ours"] / r["raw"] for r in rows)
+    res.data = out
+    ctx.log(f"  quantus {q_raw:.2f}x raw, ours {o_raw:.2f}x raw, ours / quantus {ours_vs_q:.2f}")
+    res.targets.append(Target(f"ours / Quantus {out['quantus_version']} PixelFlipping (ResNet-9 width "
+                              f"{p.resnet_width}, {n} inputs)", ours_vs_q, 1.0, op=">", unit="x",
+                              note=f"Quantus {q_raw:.2f}x raw, ours {o_raw:.2f}x raw; "
+                              f"{out['passes_per_input']} forward passes per input each"))
+    where = str(site.relative_to(REPO)) if site.is_dir() else "the environment"
+    res.notes.append(f"Quantus ran from {where} (a side install, not in the venv); batch size = "
+                     f"{n} inputs for both; plain Fidelity at {out['ours_passes_per_input'] // 2} sparsities x 2 "
+                     "sides gives the same passes per input as PixelFlipping's steps.")
+    return res

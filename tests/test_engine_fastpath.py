@@ -1,0 +1,188 @@
+"""The engine's fast mask building against the plain definition, bit for bit.
+
+``reference_masked_scores`` is the straightforward version of the engine's hot loop (one float64 comparison per
+draw, a copy of the input per masked row, ``torch.where`` removal); the engine must give exactly its numbers for
+every metric, unit kind, reference value, batch size and thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity, SequenceUnits, TokenUnits
+from ffidelity.engine import _STREAM_DRAWS, _float32_limit, _rank_positions, seeded_generator
+from ffidelity.units import fill_removed
+
+
+def reference_masked_scores(metric, model, inputs, targets, attributions, offset=0):
+    """Fid+/Fid- per (input, sparsity) by the definition: every masked copy built on its own."""
+    units = metric.units if metric.units is not None else ImageUnits()
+    scores = units.scores(attributions, inputs).double()
+    valid = units.valid(inputs)
+    n, d = scores.shape
+    s = torch.as_tensor(metric.sparsity_grid(), dtype=torch.float64)
+    pos = _rank_positions(scores, valid, metric.seed, offset)
+    d_valid = valid.sum(1)
+    k = torch.floor(s[None, :] * d_valid[:, None].double() + 0.5).long()
+    rate_plus, rate_minus = metric.rates(k, d_valid[:, None].expand_as(k))
+    with torch.inference_mode():
+        base_logits = model(inputs).float()
+        targets = base_logits.argmax(-1) if targets is None else torch.as_tensor(targets)
+        base = metric._score(base_logits, targets)
+        plus = torch.zeros(n, s.numel(), dtype=torch.float64)
+        minus = torch.zeros_like(plus)
+        for i in range(n):
+            gen = seeded_generator(metric.seed, offset + i, _STREAM_DRAWS)
+            for j in range(s.numel()):
+                for side, out, rate in ((0, plus, rate_plus), (1, minus, rate_minus)):
+                    draws = torch.rand(metric.n_samples, d, generator=gen)
+                    explanation = pos[i] < k[i, j]
+                    candidate = explanation if side == 0 else valid[i] & ~explanation
+                    removed = candidate & (draws < rate[i, j])  # float32 draw against a float64 rate
+                    masked = units.remove(inputs[i : i + 1].repeat(metric.n_samples, *[1] * (inputs.ndim - 1)),
+                                          ~removed)
+                    sc = metric._score(model(masked).float(), targets[i].expand(metric.n_samples))
+                    total = torch.zeros((), dtype=torch.float64)
+                    for v in sc:  # accumulated in draw order, as the engine does
+                        total += v
+                    out[i, j] = total / metric.n_samples
+    return (base[:, None] - plus).numpy(), (base[:, None] - minus).numpy()
+
+
+# Models whose arithmetic is exact (float64 on multiples of 1/4, sums of small numbers): their logits do not
+# depend on the batch size or the summation order, so any difference comes from the masks.
+class ExactImageModel(nn.Module):
+    def __init__(self, d: int, classes: int = 4) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(5)
+        self.w = nn.Parameter(torch.randint(-3, 4, (d, classes), generator=gen).double(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (torch.nan_to_num(x, nan=0.0).flatten(1)[:, :, None] * self.w).sum(1) / 8
+
+
+class ExactTokenModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(6)
+        self.emb = nn.Parameter(torch.randint(-3, 4, (120, 3), generator=gen).double(), requires_grad=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.emb[ids].sum(1) / 4
+
+
+def _quarters(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randint(-8, 9, shape, generator=gen).double() / 4
+
+
+def _images():
+    gen = torch.Generator().manual_seed(1)
+    x, a = _quarters(gen, 3, 3, 8, 8), torch.randn(3, 3, 8, 8, generator=gen)
+    a[0] = 0.0  # all ties: the seeded tie-break decides
+    return ExactImageModel(3 * 8 * 8).eval(), x, a
+
+
+def _sequences():
+    gen = torch.Generator().manual_seed(2)
+    x = _quarters(gen, 3, 9, 4)
+    x[1, 6:] = float("nan")  # padding
+    return ExactImageModel(9 * 4, 3).eval(), x, torch.randn(3, 9, 4, generator=gen)
+
+
+def _tokens():
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 100, (3, 10), generator=gen)
+    ids[:, 0] = 101
+    ids[0, 7:] = 0
+    ids[0, 6] = 102
+    return ExactTokenModel().eval(), ids, torch.randn(3, 10, generator=gen)
+
+
+SPARSE = [0.1, 0.35, 0.8]
+CASES = [
+    ("fid", lambda: Fidelity(sparsities=SPARSE, mode="prob", progress=False), _images),
+    ("rfid", lambda: RFidelity(sparsities=SPARSE, n_samples=5, alpha_minus=0.3, mode="prob", progress=False),
+     _images),
+    ("ffid", lambda: FFidelity(sparsities=SPARSE, n_samples=4, beta=0.1, mode="prob", progress=False), _images),
+    ("ffid-acc-patch", lambda: FFidelity(sparsities=SPARSE, n_samples=4, beta=0.3, units=ImageUnits(patch=3),
+                                         progress=False), _images),
+    ("rfid-neg-zero-ref", lambda: RFidelity(sparsities=SPARSE, n_samples=3, units=ImageUnits(reference=-0.0),
+                                            mode="prob", progress=False), _images),
+    ("rfid-mean-ref", lambda: RFidelity(sparsities=SPARSE, n_samples=3, units=ImageUnits(reference="mean"),
+                                        mode="prob", progress=False), _images),
+    ("rfid-alpha-0-1", lambda: RFidelity(sparsities=SPARSE, n_samples=2, alpha_plus=1.0, alpha_minus=0.0,
+                                         mode="prob", progress=False), _images),
+    ("seq", lambda: FFidelity(sparsities=SPARSE, n_samples=4, beta=0.3, mode="prob",
+                              units=SequenceUnits(pad_value=float("nan")), progress=False), _sequences),
+    ("tokens-delete", lambda: RFidelity(sparsities=SPARSE, n_samples=3, mode="prob",
+                                        units=TokenUnits(removal="delete"), progress=False), _tokens),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "data"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_engine_equals_the_plain_definition_bit_for_bit(name, build, data, batch_size) -> None:
+    model, x, a = data()
+    metric = build()
+    metric.batch_size = batch_size
+    want_plus, want_minus = reference_masked_scores(metric, model, x, None, a)
+    got = metric.evaluate(model, x, None, a)
+    np.testing.assert_array_equal(got.per_sample_plus, want_plus)
+    np.testing.assert_array_equal(got.per_sample_minus, want_minus)
+
+
+def test_thread_count_is_restored_and_does_not_change_numbers() -> None:
+    model, x, a = _images()
+    metric = FFidelity(sparsities=SPARSE, n_samples=6, batch_size=11, mode="prob", progress=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = metric.evaluate(model, x, None, a)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one = metric.evaluate(model, x, None, a)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one.per_sample_plus, two.per_sample_plus)
+    np.testing.assert_array_equal(one.per_sample_minus, two.per_sample_minus)
+
+
+def test_float32_limit_matches_float64_comparison_at_the_edges() -> None:
+    rates = torch.tensor([0.0, 1.0, 0.5, 0.1, 1 / 3, 0.1 + 1e-12, 2.0**-24, 1 - 2.0**-25, 0.7 - 1e-17],
+                         dtype=torch.float64)
+    limit = _float32_limit(rates)
+    # every float32 draw torch can produce is a multiple of 2^-24 in [0, 1): check the ones around each rate
+    for r, lim in zip(rates.tolist(), limit.tolist(), strict=True):
+        centre = math.floor(r * 2**24)
+        draws = torch.arange(max(0, centre - 3), min(2**24, centre + 4), dtype=torch.float64) / 2**24
+        d32 = draws.float()
+        assert torch.equal(d32 < torch.tensor(lim, dtype=torch.float32), d32.double() < r), r
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.5, -2.25, float("nan"), float("inf")])
+def test_fill_removed_equals_where_bit_for_bit(dtype, value) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=gen).to(dtype)
+    x[0, 0, 0, :3] = torch.tensor([float("nan"), float("-inf"), -0.0]).to(dtype)
+    keep = torch.rand(4, 1, 5, 5, generator=gen) > 0.5
+    want = torch.where(keep, x, torch.tensor(value, dtype=dtype))
+    for source in (x, x[:1].expand(4, 3, 5, 5)):
+        w = torch.where(keep, source, torch.tensor(value, dtype=dtype))
+        got = fill_removed(source, keep, value)
+        assert got.dtype == dtype and got.shape == w.shape
+        bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(dtype, torch.int16)
+        assert torch.equal(got.view(bits), w.view(bits))
+    assert torch.equal(fill_removed(x, keep, value).view(torch.uint8), want.view(torch.uint8))
+
+
+def test_fill_removed_on_integer_inputs_falls_back_to_where() -> None:
+    x = torch.arange(12).reshape(2, 6)
+    keep = torch.tensor([[True, False] * 3, [False, True] * 3])
+    assert torch.equal(fill_removed(x, keep, 7), torch.where(keep, x, 7))
