@@ -32,8 +32,8 @@ def test_alpha_zero_gives_zero_fidelity(n, seed, mode, n_samples) -> None:
     x, attr = torch.randn(n, 1, 4, 4, generator=g), torch.randn(n, 1, 4, 4, generator=g)
     res = RFidelity(alpha_plus=0.0, alpha_minus=0.0, n_samples=n_samples, mode=mode, seed=seed,
                     progress=False).evaluate(TinyNet(seed), x, None, attr)
-    # exactly 0 up to the rounding of batched matrix products (the same input in batches of other sizes)
-    assert np.abs(res.per_sample_plus).max() < 1e-9 and np.abs(res.per_sample_minus).max() < 1e-9
+    # exactly 0 up to the float32 rounding of batched matrix products (the same input in other batch sizes)
+    assert np.abs(res.per_sample_plus).max() < 1e-6 and np.abs(res.per_sample_minus).max() < 1e-6  # float32 logits
 
 
 @settings(max_examples=25, deadline=None)
