@@ -15,7 +15,7 @@ def seam(monkeypatch):
     data = CueClips(16)
     calls = {}
 
-    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True):
+    def build_dataset(dataset, root, cache, config, label_set, workers=1, progress=True, in_memory=False):
         calls["args"] = (dataset, str(root), config)
         return data
 
