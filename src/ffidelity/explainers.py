@@ -104,7 +104,7 @@ def explain(
 @register("saliency")
 def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, abs: bool = True) -> torch.Tensor:
     """Absolute input gradient (Simonyan et al. 2014)."""
-    return Saliency(model).attribute(x, target=target, abs=abs)
+    return Saliency(model).attribute(x.detach().requires_grad_(), target=target, abs=abs)
 
 
 @register("integrated_gradients")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,10 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "lightning.fabric.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Two warnings that say nothing to a user: validation is optional by design, and the pytree one is
+    # Lightning's own deprecation of a torch internal.
+    warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:

@@ -77,7 +77,9 @@ def _study_settings(small: bool) -> dict[str, Any]:
     if small:
         return {"actors": 4, "test_actors": 1, "clips_per_actor": 4, "duration": 1.0, "epochs": 1, "layers": 1,
                 "batch_size": 8, "image_size": 32, "synth_size": 32}
-    return {"actors": 8, "test_actors": 2, "clips_per_actor": 32, "epochs": 12, "workers": 2}
+    # Batch 8 doubles the optimizer steps at the same compute: on 192 training clips batch 16 stopped at
+    # 56% held-out WAR after 12 epochs, batch 8 reached 97% in the same time.
+    return {"actors": 8, "test_actors": 2, "clips_per_actor": 32, "epochs": 12, "batch_size": 8, "workers": 2}
 
 
 def stage_emotion(out: Path, small: bool) -> dict[str, Any]:

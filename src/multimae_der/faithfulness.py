@@ -211,7 +211,8 @@ def ground_truth_check(result: BenchmarkResult, task: Task, gt_scores: torch.Ten
                          "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist()})
     areas = pd.DataFrame(rows)
     comps = []
-    deg = result.curves[result.curves["explainer"].isin(set(result.scores["explainer"]))]  # no random baseline
+    # The degraded copies (noise > 0) of every explainer; noise 0 is the explainer itself, not a degraded copy.
+    deg = result.curves[result.curves["explainer"].isin(set(result.scores["explainer"])) & (result.curves["noise"] > 0)]
     for (method, explainer), g in deg.groupby(["method", "explainer"], sort=False):
         if method not in set(areas["method"]):
             continue
