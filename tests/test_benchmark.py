@@ -80,6 +80,24 @@ def test_tiny_benchmark_writes_every_output_and_resumes(tmp_path, tiny_task, mon
     again = run(cfg, tmp_path, task=tiny_task)
     assert again.curves.equals(res.curves)
 
+    # other Monte-Carlo settings in the same folder: those curves are recomputed, never served stale
+    monkeypatch.undo()
+    calls: list[str] = []
+    real = bm.Fidelity.evaluate
+
+    def counting(self, *a, **k):
+        calls.append(self.method)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(bm.Fidelity, "evaluate", counting)
+    more = run(cfg, tmp_path, task=tiny_task, methods=("fid", "rfid"), n_samples=3)
+    assert calls == ["rfid"] * (2 * (2 * 3 + 1))  # seeds x (explainers x noises + random); fid from the cache
+    fid = more.curves[more.curves["method"] == "fid"].reset_index(drop=True)
+    assert fid.equals(res.curves[res.curves["method"] == "fid"].reset_index(drop=True))
+    # settings that the cached models depend on may not change under the same folder
+    with pytest.raises(ValueError, match=r"other settings.*n_test 12 -> 8"):
+        run(cfg, tmp_path, task=tiny_task, n_test=8)
+
 
 def test_bad_benchmark_config_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown methods"):

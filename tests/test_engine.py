@@ -85,6 +85,9 @@ def test_exact_fidelity_acc_mode_on_linear_model() -> None:
         # F-Fidelity: rate = min(alpha, beta * D / candidates), D = 100, beta * D = 10
         (FFidelity(beta=0.1, n_samples=400, sparsities=[0.05, 0.5], mode="prob", progress=False),
          [min(0.5, 10 / 5) * 5, min(0.5, 10 / 50) * 50], [min(0.5, 10 / 95) * 95, min(0.5, 10 / 50) * 50]),
+        # F-Fidelity with its own complement cap: beta_minus * D = 30 on the LeRF side, 10 on the MoRF side
+        (FFidelity(beta=0.1, beta_minus=0.3, n_samples=400, sparsities=[0.05, 0.5], mode="prob", progress=False),
+         [min(0.5, 10 / 5) * 5, min(0.5, 10 / 50) * 50], [min(0.5, 30 / 95) * 95, min(0.5, 30 / 50) * 50]),
     ],
 )
 def test_mean_removed_units_match_rate_times_candidates(metric, expected_plus, expected_minus) -> None:
@@ -211,6 +214,7 @@ def test_result_table_plot_and_json(tmp_path) -> None:
     [
         (lambda: FFidelity(beta=1.5), "beta"),
         (lambda: FFidelity(beta=-0.1), "beta"),
+        (lambda: FFidelity(beta_minus=1.2), "beta_minus"),
         (lambda: RFidelity(alpha_plus=2.0), "alpha_plus"),
         (lambda: RFidelity(alpha_minus=float("nan")), "alpha_minus"),
         (lambda: RFidelity(n_samples=0), "n_samples"),

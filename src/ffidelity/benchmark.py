@@ -57,6 +57,7 @@ class BenchmarkConfig:
     alpha_plus: float = 0.5
     alpha_minus: float = 0.5
     beta: float = 0.1
+    beta_minus: float | None = None
     mode: str = "acc"
     batch_size: int = 512
     original_explanations: bool = True
@@ -100,7 +101,8 @@ class BenchmarkConfig:
             return ROAD(**common)
         if method == "rfid":
             return RFidelity(self.alpha_plus, self.alpha_minus, self.n_samples, **common)
-        return FFidelity(self.beta, self.alpha_plus, self.alpha_minus, self.n_samples, **common)
+        return FFidelity(self.beta, self.alpha_plus, self.alpha_minus, self.n_samples, beta_minus=self.beta_minus,
+                         **common)
 
 
 @dataclass
@@ -216,6 +218,8 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     n_test = min(cfg.n_test or len(task.y_test), len(task.y_test))
     x_test, y_test = task.x_test[:n_test], task.y_test[:n_test]
     sub = (lambda *p: out.joinpath(*p)) if out is not None else (lambda *p: None)
+    if out is not None:
+        _check_run_key(out, cfg, n_test)
 
     # 1. the original model and the explanation-agnostic fine-tuned copy
     torch.manual_seed(cfg.model_seed)
@@ -296,6 +300,28 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     return result
 
 
+def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int) -> None:
+    """Refuses to reuse a folder whose cached models and explanations were made with other settings.
+
+    Curves are checked one by one against their metric's parameters (so ``--n-samples`` or ``--mode`` may change
+    between reruns); models and explanations depend on the settings below, which must stay the same.
+    """
+    key = {"dataset": cfg.dataset, "root": cfg.root, "quick": cfg.quick, "model_seed": cfg.model_seed,
+           "n_test": n_test}
+    path = out / "run_key.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if isinstance(old, dict) and old != key:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
+            raise ValueError(f"{out} holds a benchmark run with other settings ({diff}); its cached models and "
+                             "explanations do not apply: choose another output folder")
+    if world()[0] == 0:
+        atomic.write_json(path, key)
+
+
 def default_methods(task: Task) -> tuple[str, ...]:
     """Every method that applies to the task: ROAD only on images (its imputation is 2-D)."""
     from ffidelity.units import GridUnits
@@ -316,20 +342,24 @@ def _model_and_scores(method, e, model, tuned, roar_models, scores_orig, scores_
 
 def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
            attributions: torch.Tensor, task: Task, key: Path | None, *, explainer: str, noise: float) -> dict:
-    if key is not None and key.exists():
-        try:
-            return json.loads(key.read_text())
-        except json.JSONDecodeError:
-            pass  # a damaged cache entry is recomputed
     metric = cfg.metric("ffid" if method == "ffid_orig" else method, seed)
     metric.units = task.units
     metric.progress = False
+    params = {**metric.get_params(), "n_inputs": int(x.shape[0])}
+    if key is not None and key.exists():
+        try:
+            cached = json.loads(key.read_text())
+            if cached.pop("params", None) == json.loads(json.dumps(params)):
+                return cached
+        except json.JSONDecodeError:
+            pass  # a damaged cache entry is recomputed; so is one computed with other settings
     res = evaluate_sharded(metric, model, x, y, attributions)
     rec = {"seed": seed, "explainer": explainer, "method": method, "noise": noise,
            "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist(),
-           "auc_plus": res.auc_plus, "auc_minus": res.auc_minus}
+           "auc_plus": res.auc_plus, "auc_minus": res.auc_minus, "params": params}
     if key is not None and world()[0] == 0:
         atomic.write_json(key, rec)
+    rec.pop("params")
     return rec
 
 

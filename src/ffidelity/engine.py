@@ -93,6 +93,7 @@ class Fidelity:
         self.alpha_minus = 1.0
         self.n_samples = 1
         self.beta: float | None = None
+        self.beta_minus: float | None = None
         self._check_params()
 
     # -- parameters -------------------------------------------------------------------------------------------
@@ -103,6 +104,8 @@ class Fidelity:
             _check_unit_interval(name, getattr(self, name))
         if self.beta is not None:
             _check_unit_interval("beta", self.beta)
+        if self.beta_minus is not None:
+            _check_unit_interval("beta_minus", self.beta_minus)
         if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {self.n_samples!r}")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
@@ -126,6 +129,7 @@ class Fidelity:
             "alpha_minus": self.alpha_minus,
             "n_samples": int(self.n_samples),
             "beta": self.beta,
+            "beta_minus": self.beta_minus,
             "seed": int(self.seed),
             "units": units.describe(),
         }
@@ -136,8 +140,9 @@ class Fidelity:
         rate_minus = torch.full(k.shape, float(self.alpha_minus), dtype=torch.float64)
         if self.beta is not None:
             budget = float(self.beta) * d.double()
+            budget_minus = budget if self.beta_minus is None else float(self.beta_minus) * d.double()
             rate_plus = torch.minimum(rate_plus, budget / k.double().clamp(min=1))
-            rate_minus = torch.minimum(rate_minus, budget / (d - k).double().clamp(min=1))
+            rate_minus = torch.minimum(rate_minus, budget_minus / (d - k).double().clamp(min=1))
         return rate_plus, rate_minus
 
     # -- evaluation ---------------------------------------------------------------------------------------------
@@ -334,15 +339,19 @@ class FFidelity(RFidelity):
     Args:
         beta: fine-tuning mask ratio and cap on the expected fraction of units removed at evaluation.
         alpha_plus, alpha_minus, n_samples: as ``RFidelity``.
+        beta_minus: cap on the expected fraction removed from the complement (the LeRF / Fid- side); ``None``
+            (the paper) uses ``beta``. A larger value removes more of the complement, which strengthens the
+            LeRF signal at the price of more out-of-distribution inputs (see the LeRF study in the README).
         **kwargs: as ``Fidelity``.
     """
 
     method = "ffid"
 
     def __init__(self, beta: float = 0.1, alpha_plus: float = 0.5, alpha_minus: float = 0.5, n_samples: int = 50,
-                 **kwargs: Any):
+                 beta_minus: float | None = None, **kwargs: Any):
         super().__init__(alpha_plus=alpha_plus, alpha_minus=alpha_minus, n_samples=n_samples, **kwargs)
         self.beta = beta
+        self.beta_minus = beta_minus
         self._check_params()
 
     def finetune(self, model: nn.Module, train_data: Any, **kwargs: Any) -> nn.Module:

@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
         n_test: int | None = typer.Option(None, help="Test inputs evaluated."),
         n_samples: int | None = typer.Option(None, help="Monte-Carlo samples N (paper: 50)."),
         beta: float = typer.Option(0.1, help="F-Fidelity's fine-tuning ratio and removal cap."),
+        beta_minus: float | None = typer.Option(None, help="F-Fidelity's cap on the complement (LeRF side); "
+                                                "default: beta, as in the paper."),
         alpha: float = typer.Option(0.5, help="Removal probability alpha+ = alpha- of R-/F-Fidelity."),
         mode: str = typer.Option("acc", help="'acc' (accuracy indicator, the paper's) or 'prob'."),
         quick: bool = typer.Option(False, help="One seed, 9 sparsities, 100 inputs, N = 10: a few minutes."),
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from ffidelity.benchmark import BenchmarkConfig, run
 
         common = {"dataset": dataset, "root": str(root) if root else None, "explainers": _split(explainers),
-                  "methods": _split(methods), "beta": beta, "alpha_plus": alpha, "alpha_minus": alpha,
+                  "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha, "alpha_minus": alpha,
                   "mode": mode, "batch_size": batch_size}
         sized = {"seeds": seeds, "n_test": n_test, "n_samples": n_samples}
         if quick:
