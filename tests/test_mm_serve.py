@@ -4,6 +4,7 @@ its CLI command and its launch settings (local only, no analytics, nothing fetch
 import json
 import os
 import shutil
+import socket
 import sys
 import urllib.request
 
@@ -174,6 +175,7 @@ def test_example_clips(tiny, tmp_path):
 
 
 def test_cli_serve_options_and_errors(tiny, monkeypatch, tmp_path):
+    require_gradio()
     from typer.testing import CliRunner
 
     from multimae_der import serve as serve_mod
@@ -200,6 +202,12 @@ def test_cli_serve_options_and_errors(tiny, monkeypatch, tmp_path):
     assert r.exit_code == 1 and "--examples" in r.output and "is not a folder" in r.output
     r = CliRunner().invoke(app, ["serve", "--run", str(run.path), "--faithfulness", str(tmp_path / "none")])
     assert r.exit_code == 1 and "--faithfulness" in r.output and "is not a folder" in r.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(app, ["serve", "--run", str(run.path), "--port", str(port)])
+    assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}: the port is in use" in r.output
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if gradio were not installed
     r = CliRunner().invoke(app, ["serve", "--run", str(run.path)])
     assert r.exit_code == 1 and "pip install 'multimae-der[serve]'" in r.output

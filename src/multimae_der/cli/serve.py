@@ -38,6 +38,11 @@ def register(app: typer.Typer) -> None:
         try:
             serve(run, host=host, port=port, examples=examples, faithfulness=faithfulness, limits=limits,
                   explainer=explainer)
-        except ModuleNotFoundError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        except (ModuleNotFoundError, OSError) as exc:  # gradio missing; the port taken
+            if isinstance(exc, FileNotFoundError):
+                raise
+            msg = str(exc)
+            if isinstance(exc, OSError) and "port" in msg:
+                msg = f"cannot listen on {host}:{port}: the port is in use; choose another with --port"
+            err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
