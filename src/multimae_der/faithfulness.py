@@ -154,15 +154,30 @@ def emotion_task(run_: Run, dataset: Any, test_indices: Sequence[int], train_ind
     return task, test_items, test
 
 
+#: where a faithfulness folder records which run's weights it evaluated (``{"run": ..., "sha1": ...}``).
+SOURCE_FILE = Path("models") / "original" / "source.json"
+
+
+def _state(run_: Run) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in EmotionLogits(run_.model).state_dict().items()}
+
+
+def model_digest(run_: Run) -> str:
+    """SHA-1 of the run's weights (the key ``source.json`` records), to tell which model a results folder
+    evaluated."""
+    state = _state(run_)
+    return hashlib.sha1(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+
+
 def _seed_original_model(out: Path, run_: Run) -> None:
     """Puts the run's trained weights where the benchmark caches its "original" model, so it evaluates this
     run instead of training a new model (``fit_classifier`` loads an existing ``model.safetensors``)."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in EmotionLogits(run_.model).state_dict().items()}
-    digest = hashlib.sha1(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+    state = _state(run_)
+    digest = model_digest(run_)
     folder = out / "models" / "original"
-    stamp = folder / "source.json"
+    stamp = out / SOURCE_FILE
     if stamp.exists():
         known = json.loads(stamp.read_text(encoding="utf-8"))
         if known.get("sha1") != digest:

@@ -15,7 +15,8 @@ from ffidelity.cli._common import setup_environment
 app = typer.Typer(name="multimae-der", help="Audio-visual dynamic emotion recognition (MultiMAE-DER).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-_MODULES: tuple[str, ...] = ("multimae_der.cli.data", "multimae_der.cli.model", "multimae_der.cli.explain")  # each defines register(app)
+_MODULES: tuple[str, ...] = ("multimae_der.cli.data", "multimae_der.cli.model", "multimae_der.cli.explain",
+                             "multimae_der.cli.serve")  # each defines register(app)
 
 for _name in _MODULES:
     __import__(_name, fromlist=["register"]).register(app)
