@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _index(out, results, total)
     atomic.write_json(out / "summary.json", {"stages": results, "total_s": total, "environment": environment_info()})
     print(f"\nDemo finished in {total:.0f} s. Open {out / 'index.html'}", flush=True)
+    fslf = out / "emotion" / "runs" / "fslf"
+    if (fslf / "model.safetensors").is_file():
+        print(f"Try the emotion model in a browser: multimae-der serve --run {fslf}", flush=True)
     return results
 
 
