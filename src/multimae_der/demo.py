@@ -39,7 +39,20 @@ def stage_benchmark(out: Path, small: bool) -> dict[str, Any]:
            if m in ("fid", "ffid")}
     return {"title": "F-Fidelity controlled experiment (digits)", "report": "report.html",
             "lines": result.verdicts(), "numbers": {"macro MoRF vs GT": key, **result.models},
+            "table": _score_table(result), "images": [
+                (f"curves_{e}_ffid.png", f"F-Fidelity curves of {e}'s degraded copies (darker = less noise)")
+                for e in result.summary()][:2],
             "seconds": result.timings["total_s"]}
+
+
+def _score_table(result: Any) -> dict[str, Any]:
+    """Macro MoRF / LeRF vs ground truth per explainer and method, for the index page."""
+    from ffidelity.benchmark import METHOD_NAMES
+
+    rows = [[e, METHOD_NAMES.get(m, m), f"{v['macro_morf_vs_gt']:+.2f}", f"{v['macro_lerf_vs_gt']:+.2f}"]
+            for e, by in result.summary().items() for m, v in by.items()]
+    return {"columns": ["explainer", "method", "macro MoRF vs GT (ideal -1)", "macro LeRF vs GT (ideal +1)"],
+            "rows": rows}
 
 
 def stage_size(out: Path, small: bool) -> dict[str, Any]:
@@ -58,7 +71,8 @@ def stage_size(out: Path, small: bool) -> dict[str, Any]:
              f"(plain Fid+ argmax {r['fid_size']:.3f}; true {res['true_size']})" for r in rows]
     _size_report(out, res)
     return {"title": "Explanation size (planted 20% region)", "report": "report.html", "lines": lines,
-            "numbers": {}, "seconds": time.perf_counter() - t}
+            "numbers": {}, "images": [("size.png", "F-Fid+ curves per beta; dotted line = true size")],
+            "seconds": time.perf_counter() - t}
 
 
 def _size_report(out: Path, res: dict[str, Any]) -> None:
@@ -106,6 +120,11 @@ def stage_emotion(out: Path, small: bool) -> dict[str, Any]:
              for r in table.itertuples()]
     return {"title": "Emotion recognition on SynthAV (MultiMAE-DER)", "report": "report.html", "lines": lines,
             "numbers": {r.strategy: {"war": r.war, "uar": r.uar} for r in table.itertuples()},
+            "table": {"columns": ["strategy", "WAR", "UAR", "training (s)"],
+                      "rows": [[r.strategy, f"{r.war:.3f}", f"{r.uar:.3f}", f"{r.train_seconds:.0f}"]
+                               for r in table.itertuples()]},
+            "images": [(f"runs/{s}/confusion_matrix.png", f"{s}: confusion matrix on held-out actors")
+                       for s in ("fslf",) if (out / "runs" / s / "confusion_matrix.png").exists()],
             "seconds": time.perf_counter() - t}
 
 
@@ -145,8 +164,13 @@ def stage_explain(out: Path, small: bool) -> dict[str, Any]:
                                             "ground-truth and modality checks"), raw=True)
     rep.bullets(lines)
     rep.save("report.html")
+    images = [(str(p.relative_to(out)), cap) for p, cap in (
+        (out / "clips" / "clip_00" / "saliency_strip.png", "saliency on the frames and the audio pictures of a test clip"),
+        (out / "clips" / "clip_00" / "saliency_timeline.png", "attribution mass per time step and modality"),
+    ) if p.exists()]
     return {"title": "Explanations of the emotion model, measured with F-Fidelity", "report": "report.html",
-            "lines": lines, "numbers": {}, "seconds": time.perf_counter() - t}
+            "lines": lines, "numbers": {}, "table": _score_table(result), "images": images,
+            "seconds": time.perf_counter() - t}
 
 
 STAGES: dict[str, Stage] = {"benchmark": stage_benchmark, "size": stage_size, "emotion": stage_emotion,
@@ -178,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for line in results[name]["lines"][:8]:
             print(f"   - {line}", flush=True)
     total = time.perf_counter() - t0
+    results = {**_previous_stages(out, chosen), **results}
+    results = {name: results[name] for name in STAGES if name in results}
     _index(out, results, total)
     atomic.write_json(out / "summary.json", {"stages": results, "total_s": total, "environment": environment_info()})
     print(f"\nDemo finished in {total:.0f} s. Open {out / 'index.html'}", flush=True)
@@ -187,13 +213,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def _previous_stages(out: Path, chosen: list[str]) -> dict[str, Any]:
+    """Stages of an earlier run into the same folder (``--only`` reruns keep the others on the page)."""
+    import json
+
+    try:
+        old = json.loads((out / "summary.json").read_text(encoding="utf-8"))["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {k: v for k, v in old.items() if k in STAGES and k not in chosen and (out / k).is_dir()}
+
+
 def _index(out: Path, results: dict[str, Any], total: float) -> None:
+    import pandas as pd
+
     rep = HtmlReport("ffidelity + multimae_der demo", out)
-    rep.paragraph(f"Every number here was produced by this run ({total:.0f} s on this machine).")
+    rep.paragraph(f"Every number here was produced by this run ({total:.0f} s on this machine for the stages "
+                  "run last). Each section links its full report.")
     for name, res in results.items():
-        rep.heading(res["title"])
+        rep.heading(f"{res['title']} ({res['seconds']:.0f} s)")
         rep.paragraph(rep.link(Path(name) / res["report"], "open the full report"), raw=True)
         rep.bullets(res["lines"])
+        if res.get("table"):
+            rep.table(pd.DataFrame(res["table"]["rows"], columns=res["table"]["columns"]), index=False)
+        for path, caption in res.get("images", []):
+            if (out / name / path).exists():
+                rep.image(out / name / path, caption)
     rep.save("index.html")
 
 
