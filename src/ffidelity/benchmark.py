@@ -8,6 +8,7 @@ MoRF and LeRF curves recover the ground-truth order (``ffidelity.correlation``).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ class BenchmarkConfig:
 
     ``explainers=None`` takes the task's defaults; ``methods=None`` takes every method that applies (ROAD
     imputes pixels, so it applies to images only); ``quick`` shrinks everything so the run takes minutes.
+    ``epochs`` / ``finetune_epochs`` override the task's training and F-Fidelity fine-tuning epochs (``None``:
+    the task's own).
     """
 
     dataset: str = "digits"
@@ -63,6 +66,8 @@ class BenchmarkConfig:
     random_baseline: bool = True
     quick: bool = False
     model_seed: int = 0
+    epochs: int | None = None
+    finetune_epochs: int | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +92,10 @@ class BenchmarkConfig:
             raise ValueError("at least two noise levels are needed to rank degraded explainers")
         if self.n_test is not None and self.n_test < 1:
             raise ValueError(f"n_test must be >= 1, got {self.n_test}")
+        for name in ("epochs", "finetune_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.metric("ffid", 0)  # validates alpha, beta, sparsities, n_samples, mode
 
     def metric(self, method: str, seed: int) -> Fidelity:
@@ -211,6 +220,10 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     task = task or get_task(cfg.dataset, root=cfg.root, seed=cfg.model_seed, quick=cfg.quick)
+    if cfg.epochs is not None or cfg.finetune_epochs is not None:
+        task = copy.copy(task)
+        task.fit = {**task.fit, **({"epochs": cfg.epochs} if cfg.epochs is not None else {})}
+        task.finetune = {**task.finetune, **({"epochs": cfg.finetune_epochs} if cfg.finetune_epochs is not None else {})}
     explainers = tuple(cfg.explainers or task.explainers)
     methods = tuple(cfg.methods or default_methods(task))
     n_test = min(cfg.n_test or len(task.y_test), len(task.y_test))

@@ -23,15 +23,20 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ffidelity import atomic
 from ffidelity.engine import logits_of
+from ffidelity.samplers import EpochShuffleSampler
 
 BatchTransform = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, torch.Tensor]]
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``."""
+    """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``.
+
+    The global RNG (the transform's random masks, dropout) is reseeded from ``(seed, step, rank)`` before every
+    step, so a run resumed from ``last.ckpt`` draws exactly what an uninterrupted one would.
+    """
 
     def __init__(self, model: nn.Module, transform: BatchTransform | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam") -> None:
+                 weight_decay: float = 0.0, optimizer: str = "adam", seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "transform"])
         self.model = model
@@ -43,6 +48,9 @@ class ClassifierModule(L.LightningModule):
     def _xy(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         batch = tuple(batch)
         return self.transform(batch) if self.transform is not None else (batch[0], batch[1])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = self._xy(batch)
@@ -67,7 +75,11 @@ def quiet_lightning() -> None:
 
 
 def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """A ``DataLoader`` from a loader, a ``Dataset``, or a tuple of tensors ``(x, y, ...)``."""
+    """A ``DataLoader`` from a loader, a ``Dataset``, or a tuple of tensors ``(x, y, ...)``.
+
+    Shuffling draws each epoch's order from ``(seed, epoch)`` (:class:`~ffidelity.samplers.EpochShuffleSampler`),
+    so a resumed run sees the orders of an uninterrupted one.
+    """
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
@@ -81,8 +93,8 @@ def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoade
         data = TensorDataset(data[0], data[1].long(), *data[2:])
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a DataLoader, a Dataset or a tuple of tensors, got {type(data).__name__}")
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None)
+    sampler = EpochShuffleSampler(len(data), seed) if shuffle else None  # type: ignore[arg-type]
+    return DataLoader(data, batch_size=batch_size, sampler=sampler)
 
 
 def fit_classifier(
@@ -132,7 +144,7 @@ def fit_classifier(
     trained.train()
     train_loader = as_loader(train_data, batch_size, shuffle=True, seed=seed)
     val_loader = as_loader(val_data, batch_size, shuffle=False, seed=seed) if val_data is not None else None
-    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer)
+    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(out_dir) if out_dir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
