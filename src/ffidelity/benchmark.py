@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ffidelity.explainers import degrade, explain
 from ffidelity.road import ROAD
 from ffidelity.roar import ROAR
 from ffidelity.tasks import Task, get_task
-from ffidelity.training import fit_classifier
+from ffidelity.training import CorruptFileWarning, fit_classifier
 
 METHODS = ("fid", "roar", "rfid", "ffid", "road")
 METHOD_NAMES = {"fid": "Fidelity", "roar": "ROAR", "rfid": "R-Fidelity", "ffid": "F-Fidelity", "road": "ROAD",
@@ -331,9 +332,12 @@ def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: to
            attributions: torch.Tensor, task: Task, key: Path | None, *, explainer: str, noise: float) -> dict:
     if key is not None and key.exists():
         try:
-            return json.loads(key.read_text())
-        except json.JSONDecodeError:
-            pass  # a damaged cache entry is recomputed
+            rec = json.loads(key.read_text())
+            if isinstance(rec, dict) and {"fid_plus", "fid_minus", "auc_plus", "auc_minus"} <= rec.keys():
+                return rec
+            raise ValueError("fields missing")
+        except (ValueError, UnicodeDecodeError) as exc:  # a damaged cache entry is recomputed
+            warnings.warn(f"rebuilding damaged cache entry {key} ({exc})", CorruptFileWarning, stacklevel=2)
     metric = cfg.metric("ffid" if method == "ffid_orig" else method, seed)
     metric.units = task.units
     metric.progress = False
@@ -354,8 +358,9 @@ def _explanation_scores(name: str, model: nn.Module, x: torch.Tensor, y: torch.T
     if path is not None and path.exists():
         try:
             return load_file(str(path))["scores"]
-        except (SafetensorError, KeyError, OSError):  # a damaged cache entry is recomputed
-            pass
+        except (SafetensorError, KeyError, OSError) as exc:  # a damaged cache entry is recomputed
+            warnings.warn(f"rebuilding damaged cache entry {path} ({type(exc).__name__}: {exc})", CorruptFileWarning,
+                          stacklevel=2)
     kwargs = dict(task.explainer_kwargs.get(name, {}))
     attr = explain(name, model, x, y, batch_size=64, progress=cfg.progress, **kwargs)
     scores = task.units.scores(attr, x).float()

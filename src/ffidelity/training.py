@@ -8,9 +8,13 @@ accuracy when validation data is given, and ``last.ckpt``), CSV logs, resume aft
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
+import pickle
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,40 @@ from ffidelity.engine import logits_of
 from ffidelity.samplers import EpochShuffleSampler
 
 BatchTransform = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, torch.Tensor]]
+
+
+class CorruptFileWarning(UserWarning):
+    """A damaged checkpoint or cached result was found and is rebuilt."""
+
+
+def resume_checkpoint(path: str | Path) -> Path | None:
+    """``path`` when it is a Lightning checkpoint to resume from; ``None`` when there is none.
+
+    The file is read with ``torch.load(weights_only=True)`` first, so nothing in it can run code. A damaged file
+    (cut short, not a checkpoint) is renamed to ``<name>.corrupt`` with a :class:`CorruptFileWarning` and
+    training starts over.
+
+    Raises:
+        ValueError: the file holds pickled objects other than tensors and plain containers (never unpickled).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} holds objects other than tensors and plain containers; refusing to unpickle "
+                         f"it (checkpoints are read with weights_only=True; delete the file to start over): "
+                         f"{last}") from None
+    except Exception as exc:  # a damaged file: torch raises RuntimeError, EOFError, OSError, ... depending on where
+        bad = path.with_name(path.name + ".corrupt")
+        with contextlib.suppress(FileNotFoundError):  # another process of a multi-GPU run moved it already
+            os.replace(path, bad)
+        warnings.warn(f"{path} is damaged ({type(exc).__name__}); moved it to {bad.name} and training starts "
+                      "over", CorruptFileWarning, stacklevel=2)
+        return None
+    return path
 
 
 class ClassifierModule(L.LightningModule):
@@ -136,8 +174,19 @@ def fit_classifier(
     trained = copy.deepcopy(model)
     final = Path(out_dir) / "model.safetensors" if out_dir is not None else None
     if final is not None and final.exists():
-        trained.load_state_dict(load_file(str(final)))
-        return trained.eval()
+        try:
+            state = load_file(str(final))
+        except Exception as exc:  # safetensors raises its own error type for a cut-short file
+            warnings.warn(f"{final} is damaged ({type(exc).__name__}: {exc}); training again", CorruptFileWarning,
+                          stacklevel=2)
+            final.unlink()
+        else:
+            try:
+                trained.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"{final} does not fit the model (written by another configuration? use a new "
+                                 f"folder): {str(exc).strip().splitlines()[-1]}") from None
+            return trained.eval()
 
     quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
@@ -160,8 +209,8 @@ def fit_classifier(
             log_every_n_steps=max(1, min(50, len(train_loader))),
             **(trainer_kwargs or {}),
         )
-        last = root / "checkpoints" / "last.ckpt"
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+        last = resume_checkpoint(root / "checkpoints" / "last.ckpt")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last else None, weights_only=True)
         if val_loader is not None and ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)

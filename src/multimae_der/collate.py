@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from ffidelity.samplers import EpochShuffleSampler  # noqa: F401  (re-exported: train and pretrain use it)
 from multimae_der.fusion import fuse_batch
 

@@ -121,7 +121,11 @@ def load_run(run_dir: str | Path) -> Run:
         raise FileNotFoundError(f"{run_dir} has no {WEIGHTS_FILE}: training has not finished (rerun train with "
                                 "the same folder to resume)")
     model = build_classifier(model_config(cfg))
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights} is not a readable safetensors file ({exc}); rerun train with the same folder "
+                         "to rewrite it") from None
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

@@ -253,7 +253,11 @@ def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_run_folder(run_dir: Path, run_config: dict[str, Any]) -> bool:
-    """Writes ``config.json``; on an existing run checks it is the same run. Returns True when resuming."""
+    """Writes ``config.json``; on an existing run checks it is the same run. Returns True when resuming.
+
+    ``checkpoints/last.ckpt`` is checked first (:func:`ffidelity.training.resume_checkpoint`): a planted pickle
+    is refused with a ValueError, a damaged file is set aside with a warning and training starts over.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / CONFIG_FILE).exists():
         old = _identity(read_run_config(run_dir))
@@ -265,7 +269,9 @@ def prepare_run_folder(run_dir: Path, run_config: dict[str, Any]) -> bool:
                 diff += [f"training.{k}" for k in sorted(set(ot) | set(nt)) if ot.get(k) != nt.get(k)]
             raise ValueError(f"{run_dir} holds a different run (differs in {', '.join(diff)}); use a new folder")
     write_run_config(run_dir, run_config)
-    return (run_dir / "checkpoints" / "last.ckpt").exists()
+    from ffidelity.training import resume_checkpoint
+
+    return resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") is not None
 
 
 def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, progress: bool,
@@ -351,13 +357,13 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
         "data": dict(data_info or {}),
         "training": config.to_dict(),
     }
-    resuming = prepare_run_folder(run_dir, run_config)
     L.seed_everything(config.seed, verbose=False)
     module = EmotionModule(mcfg.to_dict(), names, lr=config.lr, weight_decay=config.weight_decay,
                            warmup=config.warmup, schedule=config.schedule, linear_probe=config.linear_probe,
                            seed=config.seed)
-    if config.init_from and not resuming:
-        load_init_weights(module.model, config.init_from)
+    if config.init_from:  # before anything is written: weights that do not fit leave no half-made run folder
+        load_init_weights(module.model, config.init_from)  # (a resumed run then restores last.ckpt over them)
+    resuming = prepare_run_folder(run_dir, run_config)
     collate = FusionCollate(config.fusion, num_frames=config.num_frames, seed=config.seed,
                             image_size=mcfg.image_size, options=dict(config.fusion_options))
     loader = DataLoader(train_data, batch_size=config.batch_size,
@@ -368,7 +374,7 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
     trainer, _ = make_trainer(run_dir, config, monitor="val_uar" if val_loader is not None else None,
                               progress=progress, callbacks=callbacks, steps_per_epoch=len(loader))
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resuming else None)
+    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resuming else None, weights_only=True)
     if trainer.is_global_zero:
         save_weights(module.model, run_dir / WEIGHTS_FILE)
     return run_dir
