@@ -220,9 +220,9 @@ def test_missing_iemocap_label_file_is_a_warning_then_a_clear_error(tmp_path):
     divx = tmp_path / "Session1" / "dialog" / "avi" / "DivX"
     divx.mkdir(parents=True)
     (divx / "Ses01F_impro01.avi").write_bytes(b"avi")
-    with pytest.warns(SkippedClipWarning, match=r"Ses01F_impro01\.avi: label file .*Ses01F_impro01\.txt is missing"):
-        with pytest.raises(ValueError, match="no usable iemocap clip"):
-            scan_dataset("iemocap", tmp_path)
+    with (pytest.warns(SkippedClipWarning, match=r"Ses01F_impro01\.avi: label file .*Ses01F_impro01\.txt is missing"),
+          pytest.raises(ValueError, match="no usable iemocap clip")):
+        scan_dataset("iemocap", tmp_path)
     r = CliRunner().invoke(mm_app, ["folds", "--dataset", "iemocap", "--root", str(tmp_path)])
     assert r.exit_code == 1 and "label file" in r.output and _lines(r.output)[-1].startswith("error:")
 
@@ -370,7 +370,7 @@ def test_fit_classifier_cache_planted_damaged_and_foreign(tmp_path):
     (out / "model.safetensors").unlink()
     marker = tmp_path / "pwned.txt"
     torch.save({"state_dict": {}, "payload": CreatesFile(marker)}, out / "checkpoints" / "last.ckpt")
-    with pytest.raises(ValueError, match="last.ckpt holds objects other than tensors"):
+    with pytest.raises(ValueError, match=r"last\.ckpt holds objects other than tensors"):
         fit_classifier(nn.Linear(4, 2), (x, y), epochs=1, out_dir=out, progress=False)
     assert not marker.exists()
 

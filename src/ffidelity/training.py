@@ -66,6 +66,56 @@ def resume_checkpoint(path: str | Path) -> Path | None:
     return path
 
 
+class EpochHistory(L.Callback):
+    """Per-epoch training metrics that survive a kill: written atomically to ``path`` when ``fit`` ends.
+
+    The mean training loss of each epoch (and the ``val_*`` metrics of an epoch with validation) is recorded
+    BEFORE Lightning writes that epoch's checkpoint (checkpoint callbacks run last), and the history travels
+    inside the checkpoint, so a run resumed after a kill ends with the history of an uninterrupted one. (CSV logs
+    are flushed later than checkpoints: a kill in between loses an epoch from them.)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.history: list[dict[str, float]] = []
+        self._sum, self._count = 0.0, 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sum, self._count = 0.0, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._sum += float(loss.detach())
+            self._count += 1
+
+    def _record(self, trainer: L.Trainer) -> None:
+        epoch = int(trainer.current_epoch)
+        if self._count == 0 or (self.history and self.history[-1]["epoch"] == epoch):
+            return
+        row = {"epoch": epoch, "step": int(trainer.global_step), "train_loss": self._sum / self._count}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")})
+        self.history.append(row)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._record(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # also when a finished run is "resumed": the history comes from last.ckpt
+            atomic.write_json(self.path, self.history)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(r) for r in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in state_dict.get("history", [])]
+
+
 class ClassifierModule(L.LightningModule):
     """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``.
 
@@ -203,7 +253,7 @@ def fit_classifier(
         )
         trainer = L.Trainer(
             max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=root,
-            callbacks=[ckpt],
+            callbacks=[EpochHistory(root / "history.json"), ckpt],
             logger=L.pytorch.loggers.CSVLogger(root, name="logs") if out_dir is not None else False,
             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, len(train_loader))),

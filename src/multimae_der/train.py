@@ -32,7 +32,14 @@ from multimae_der.collate import EpochShuffleSampler, FusionCollate
 from multimae_der.fusion import FUSIONS, normalize
 from multimae_der.metrics import metrics_from_confusion
 from multimae_der.model import build_classifier, freeze_backbone, make_config
-from multimae_der.run import CONFIG_FILE, WEIGHTS_FILE, read_run_config, save_weights, write_run_config
+from multimae_der.run import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    WEIGHTS_FILE,
+    read_run_config,
+    save_weights,
+    write_run_config,
+)
 
 #: keys of TrainConfig that may change between attempts on one run folder (they do not change the result)
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
@@ -280,7 +287,7 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from ffidelity.training import quiet_lightning
+    from ffidelity.training import EpochHistory, quiet_lightning
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
@@ -295,7 +302,8 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        default_root_dir=run_dir, callbacks=[ckpt, *callbacks], logger=CSVLogger(run_dir, name="logs"),
+        default_root_dir=run_dir, callbacks=[EpochHistory(run_dir / HISTORY_FILE), ckpt, *callbacks],
+        logger=CSVLogger(run_dir, name="logs"),
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
     )
