@@ -8,8 +8,10 @@ MoRF and LeRF curves recover the ground-truth order (``ffidelity.correlation``).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from ffidelity.explainers import degrade, explain
 from ffidelity.road import ROAD
 from ffidelity.roar import ROAR
 from ffidelity.tasks import Task, get_task
-from ffidelity.training import fit_classifier
+from ffidelity.training import CorruptFileWarning, fit_classifier
 
 METHODS = ("fid", "roar", "rfid", "ffid", "road")
 METHOD_NAMES = {"fid": "Fidelity", "roar": "ROAR", "rfid": "R-Fidelity", "ffid": "F-Fidelity", "road": "ROAD",
@@ -43,6 +45,8 @@ class BenchmarkConfig:
 
     ``explainers=None`` takes the task's defaults; ``methods=None`` takes every method that applies (ROAD
     imputes pixels, so it applies to images only); ``quick`` shrinks everything so the run takes minutes.
+    ``epochs`` / ``finetune_epochs`` override the task's training and F-Fidelity fine-tuning epochs (``None``:
+    the task's own).
     """
 
     dataset: str = "digits"
@@ -64,6 +68,8 @@ class BenchmarkConfig:
     random_baseline: bool = True
     quick: bool = False
     model_seed: int = 0
+    epochs: int | None = None
+    finetune_epochs: int | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +94,10 @@ class BenchmarkConfig:
             raise ValueError("at least two noise levels are needed to rank degraded explainers")
         if self.n_test is not None and self.n_test < 1:
             raise ValueError(f"n_test must be >= 1, got {self.n_test}")
+        for name in ("epochs", "finetune_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.metric("ffid", 0)  # validates alpha, beta, sparsities, n_samples, mode
 
     def metric(self, method: str, seed: int) -> Fidelity:
@@ -213,6 +223,10 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     task = task or get_task(cfg.dataset, root=cfg.root, seed=cfg.model_seed, quick=cfg.quick)
+    if cfg.epochs is not None or cfg.finetune_epochs is not None:
+        task = copy.copy(task)
+        task.fit = {**task.fit, **({"epochs": cfg.epochs} if cfg.epochs is not None else {})}
+        task.finetune = {**task.finetune, **({"epochs": cfg.finetune_epochs} if cfg.finetune_epochs is not None else {})}
     explainers = tuple(cfg.explainers or task.explainers)
     methods = tuple(cfg.methods or default_methods(task))
     n_test = min(cfg.n_test or len(task.y_test), len(task.y_test))
@@ -307,7 +321,7 @@ def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int) -> None:
     between reruns); models and explanations depend on the settings below, which must stay the same.
     """
     key = {"dataset": cfg.dataset, "root": cfg.root, "quick": cfg.quick, "model_seed": cfg.model_seed,
-           "n_test": n_test}
+           "n_test": n_test, "epochs": cfg.epochs, "finetune_epochs": cfg.finetune_epochs}
     path = out / "run_key.json"
     if path.is_file():
         try:
@@ -349,10 +363,12 @@ def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: to
     if key is not None and key.exists():
         try:
             cached = json.loads(key.read_text())
+            if not isinstance(cached, dict) or not {"fid_plus", "fid_minus", "auc_plus", "auc_minus"} <= cached.keys():
+                raise ValueError("fields missing")
             if cached.pop("params", None) == json.loads(json.dumps(params)):
-                return cached
-        except json.JSONDecodeError:
-            pass  # a damaged cache entry is recomputed; so is one computed with other settings
+                return cached  # one computed with other settings (n_samples, mode, ...) is recomputed
+        except (ValueError, UnicodeDecodeError) as exc:  # a damaged cache entry is recomputed
+            warnings.warn(f"rebuilding damaged cache entry {key} ({exc})", CorruptFileWarning, stacklevel=2)
     res = evaluate_sharded(metric, model, x, y, attributions)
     rec = {"seed": seed, "explainer": explainer, "method": method, "noise": noise,
            "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist(),
@@ -371,8 +387,9 @@ def _explanation_scores(name: str, model: nn.Module, x: torch.Tensor, y: torch.T
     if path is not None and path.exists():
         try:
             return load_file(str(path))["scores"]
-        except (SafetensorError, KeyError, OSError):  # a damaged cache entry is recomputed
-            pass
+        except (SafetensorError, KeyError, OSError) as exc:  # a damaged cache entry is recomputed
+            warnings.warn(f"rebuilding damaged cache entry {path} ({type(exc).__name__}: {exc})", CorruptFileWarning,
+                          stacklevel=2)
     kwargs = dict(task.explainer_kwargs.get(name, {}))
     attr = explain(name, model, x, y, batch_size=64, progress=cfg.progress, **kwargs)
     scores = task.units.scores(attr, x).float()

@@ -8,8 +8,11 @@ accuracy when validation data is given, and ``last.ckpt``), CSV logs, resume aft
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
+import pickle
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -24,15 +27,104 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ffidelity import atomic
 from ffidelity.engine import logits_of
+from ffidelity.samplers import EpochShuffleSampler
 
 BatchTransform = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, torch.Tensor]]
 
 
+class CorruptFileWarning(UserWarning):
+    """A damaged checkpoint or cached result was found and is rebuilt."""
+
+
+def resume_checkpoint(path: str | Path) -> Path | None:
+    """``path`` when it is a Lightning checkpoint to resume from; ``None`` when there is none.
+
+    The file is read with ``torch.load(weights_only=True)`` first, so nothing in it can run code. A damaged file
+    (cut short, not a checkpoint) is renamed to ``<name>.corrupt`` with a :class:`CorruptFileWarning` and
+    training starts over.
+
+    Raises:
+        ValueError: the file holds pickled objects other than tensors and plain containers (never unpickled).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} holds objects other than tensors and plain containers; refusing to unpickle "
+                         f"it (checkpoints are read with weights_only=True; delete the file to start over): "
+                         f"{last}") from None
+    except Exception as exc:  # a damaged file: torch raises RuntimeError, EOFError, OSError, ... depending on where
+        bad = path.with_name(path.name + ".corrupt")
+        with contextlib.suppress(FileNotFoundError):  # another process of a multi-GPU run moved it already
+            os.replace(path, bad)
+        warnings.warn(f"{path} is damaged ({type(exc).__name__}); moved it to {bad.name} and training starts "
+                      "over", CorruptFileWarning, stacklevel=2)
+        return None
+    return path
+
+
+class EpochHistory(L.Callback):
+    """Per-epoch training metrics that survive a kill: written atomically to ``path`` when ``fit`` ends.
+
+    The mean training loss of each epoch (and the ``val_*`` metrics of an epoch with validation) is recorded
+    BEFORE Lightning writes that epoch's checkpoint (checkpoint callbacks run last), and the history travels
+    inside the checkpoint, so a run resumed after a kill ends with the history of an uninterrupted one. (CSV logs
+    are flushed later than checkpoints: a kill in between loses an epoch from them.)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.history: list[dict[str, float]] = []
+        self._sum, self._count = 0.0, 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sum, self._count = 0.0, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._sum += float(loss.detach())
+            self._count += 1
+
+    def _record(self, trainer: L.Trainer) -> None:
+        epoch = int(trainer.current_epoch)
+        if self._count == 0 or (self.history and self.history[-1]["epoch"] == epoch):
+            return
+        row = {"epoch": epoch, "step": int(trainer.global_step), "train_loss": self._sum / self._count}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")})
+        self.history.append(row)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._record(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # also when a finished run is "resumed": the history comes from last.ckpt
+            atomic.write_json(self.path, self.history)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(r) for r in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in state_dict.get("history", [])]
+
+
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``."""
+    """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``.
+
+    The global RNG (the transform's random masks, dropout) is reseeded from ``(seed, step, rank)`` before every
+    step, so a run resumed from ``last.ckpt`` draws exactly what an uninterrupted one would.
+    """
 
     def __init__(self, model: nn.Module, transform: BatchTransform | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam") -> None:
+                 weight_decay: float = 0.0, optimizer: str = "adam", seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "transform"])
         self.model = model
@@ -44,6 +136,9 @@ class ClassifierModule(L.LightningModule):
     def _xy(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         batch = tuple(batch)
         return self.transform(batch) if self.transform is not None else (batch[0], batch[1])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = self._xy(batch)
@@ -72,7 +167,11 @@ def quiet_lightning() -> None:
 
 
 def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """A ``DataLoader`` from a loader, a ``Dataset``, or a tuple of tensors ``(x, y, ...)``."""
+    """A ``DataLoader`` from a loader, a ``Dataset``, or a tuple of tensors ``(x, y, ...)``.
+
+    Shuffling draws each epoch's order from ``(seed, epoch)`` (:class:`~ffidelity.samplers.EpochShuffleSampler`),
+    so a resumed run sees the orders of an uninterrupted one.
+    """
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
@@ -86,8 +185,8 @@ def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoade
         data = TensorDataset(data[0], data[1].long(), *data[2:])
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a DataLoader, a Dataset or a tuple of tensors, got {type(data).__name__}")
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None)
+    sampler = EpochShuffleSampler(len(data), seed) if shuffle else None  # type: ignore[arg-type]
+    return DataLoader(data, batch_size=batch_size, sampler=sampler)
 
 
 def fit_classifier(
@@ -129,15 +228,26 @@ def fit_classifier(
     trained = copy.deepcopy(model)
     final = Path(out_dir) / "model.safetensors" if out_dir is not None else None
     if final is not None and final.exists():
-        trained.load_state_dict(load_file(str(final)))
-        return trained.eval()
+        try:
+            state = load_file(str(final))
+        except Exception as exc:  # safetensors raises its own error type for a cut-short file
+            warnings.warn(f"{final} is damaged ({type(exc).__name__}: {exc}); training again", CorruptFileWarning,
+                          stacklevel=2)
+            final.unlink()
+        else:
+            try:
+                trained.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"{final} does not fit the model (written by another configuration? use a new "
+                                 f"folder): {str(exc).strip().splitlines()[-1]}") from None
+            return trained.eval()
 
     quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     trained.train()
     train_loader = as_loader(train_data, batch_size, shuffle=True, seed=seed)
     val_loader = as_loader(val_data, batch_size, shuffle=False, seed=seed) if val_data is not None else None
-    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer)
+    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(out_dir) if out_dir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -147,14 +257,14 @@ def fit_classifier(
         )
         trainer = L.Trainer(
             max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=root,
-            callbacks=[ckpt],
+            callbacks=[EpochHistory(root / "history.json"), ckpt],
             logger=L.pytorch.loggers.CSVLogger(root, name="logs") if out_dir is not None else False,
             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, len(train_loader))),
             **(trainer_kwargs or {}),
         )
-        last = root / "checkpoints" / "last.ckpt"
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+        last = resume_checkpoint(root / "checkpoints" / "last.ckpt")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last else None, weights_only=True)
         if val_loader is not None and ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)

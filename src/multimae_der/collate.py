@@ -6,13 +6,13 @@ on the model's device (:func:`multimae_der.fusion.normalize`), so a batch travel
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import Sampler
 
+from ffidelity.samplers import EpochShuffleSampler  # noqa: F401  (re-exported: train and pretrain use it)
 from multimae_der.fusion import fuse_batch
 
 
@@ -68,21 +68,3 @@ class FusionCollate:
         if all("label" in it for it in items):
             out["labels"] = torch.tensor([int(it["label"]) for it in items], dtype=torch.long)
         return out
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """Shuffles with a permutation drawn from ``(seed, epoch)``: a resumed run sees the same order as an
-    uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
-
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=gen).tolist())
-
-    def __len__(self) -> int:
-        return self.length

@@ -259,7 +259,8 @@ def load_weights(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: st
                  strict_head: bool = False) -> LoadReport:
     """Loads HF- or original-layout weights into a classifier or pre-training model.
 
-    Every encoder weight must be present with the right shape (else ``ValueError``, naming ``source``). The
+    Every encoder weight must be present with the right shape, and the file may hold no encoder layer the model
+    lacks (else ``ValueError``, naming ``source``). The
     classification head and ``fc_norm`` load only when their shapes match (a Kinetics-400 head does not fit 7
     emotions) unless ``strict_head``; decoder weights are ignored by a classifier, and a classifier's head by a
     pre-training model. A stored position table must equal the fixed sinusoidal one.
@@ -294,6 +295,10 @@ def load_weights(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: st
             to_load[key] = val
             report.loaded.append(key)
     report.unused = sorted(set(sd) - set(to_load))
+    extra = [k for k in report.unused if k.startswith("videomae.encoder.layer.")]
+    if extra:  # a deeper encoder: silently keeping its first layers would be another model
+        raise ValueError(f"{source} holds encoder weights the model lacks ({extra[0]}, {len(extra)} in all): its "
+                         "architecture differs from the model's")
     model.load_state_dict(to_load, strict=False)
     return report
 

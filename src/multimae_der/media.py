@@ -88,10 +88,12 @@ def stride_times(fps: float, num: int, stride: int) -> np.ndarray:
     return (np.arange(num, dtype=np.float64) * stride + 0.5) / fps
 
 
-def _stream_duration(stream: av.stream.Stream, container: av.container.InputContainer) -> float | None:
+def _stream_duration(stream: av.stream.Stream, container: av.container.InputContainer | None) -> float | None:
+    """The stream's declared duration, else the container's (pass ``None`` when the container's duration, the
+    longest stream's, may belong to another stream)."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None and container.duration > 0:
+    if container is not None and container.duration is not None and container.duration > 0:
         return container.duration / 1_000_000
     return None
 
@@ -134,7 +136,9 @@ def read_video(path: str | Path, num_frames: int, size: int, *, sampling: str = 
         if end is not None:
             duration = float(end) - clip_start
         else:
-            total = _stream_duration(vs, container)
+            # Matroska declares no stream durations; its container duration is the longest stream's (often the
+            # audio): then the video's own length comes from its packets' time stamps
+            total = _stream_duration(vs, container if len(container.streams) == 1 else None)
             if total is None:
                 total = _count_duration(path)
             duration = total - clip_start

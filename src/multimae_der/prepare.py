@@ -406,8 +406,14 @@ def prepare_dataset(dataset: str, root: str | os.PathLike[str], cache: str | os.
     write_json(cache / f"config-{config.hash()}.json", config.to_dict())
     todo: list[tuple[ClipSource, Path]] = []
     ready: list[tuple[ClipSource, Path]] = []
+    unreadable: list[tuple[str, str]] = []
     for source in scan.sources:
-        file = cache / "clips" / f"{source.clip_id}-{cache_key(source, config)}.npz"
+        try:
+            key = cache_key(source, config)
+        except OSError as exc:  # a dangling link, a file that vanished or that may not be read
+            unreadable.append((source.path, f"cannot be read ({exc.strerror or exc})"))
+            continue
+        file = cache / "clips" / f"{source.clip_id}-{key}.npz"
         if file.exists():
             if _entry_looks_complete(file):
                 ready.append((source, file))
@@ -416,7 +422,7 @@ def prepare_dataset(dataset: str, root: str | os.PathLike[str], cache: str | os.
             warnings.warn(f"rebuilding corrupt cache file {file}", SkippedClipWarning, stacklevel=2)
             summary.rebuilt += 1
         todo.append((source, file))
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = unreadable
     done: list[tuple[ClipSource, Path]] = []
     cfg = config.to_dict()
     with progress_bar(len(todo), f"preparing {dataset}", enabled=progress and bool(todo)) as advance:

@@ -105,7 +105,7 @@ def pretrain(data: Dataset, run_dir: str | Path, config: TrainConfig | None = No
     trainer, _ = make_trainer(run_dir, config, monitor=None, progress=progress, callbacks=callbacks,
                               steps_per_epoch=len(loader))
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loader, ckpt_path=str(last) if resuming else None)
+    trainer.fit(module, loader, ckpt_path=str(last) if resuming else None, weights_only=True)
     if trainer.is_global_zero:
         save_weights(module.model, run_dir / WEIGHTS_FILE)
     return run_dir

@@ -7,6 +7,7 @@ Layout::
                              held-out fold), training hyper-parameters (written first, atomically)
     RUN/model.safetensors    final weights (HF VideoMAEForVideoClassification keys), written when training ends
     RUN/checkpoints/         Lightning checkpoints: last.ckpt (resume after a kill), best.ckpt (with validation)
+    RUN/history.json         per-epoch train loss (and val_* metrics), the same after a kill and resume
     RUN/logs/                CSV logs (one version_N folder per attempt)
     RUN/metrics.json         written by ``evaluate`` (plus confusion_matrix.png)
 
@@ -30,6 +31,7 @@ from multimae_der.model import MultiMAEClassifier, build_classifier
 RUN_FORMAT = "multimae-der-run/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 
 
@@ -121,7 +123,11 @@ def load_run(run_dir: str | Path) -> Run:
         raise FileNotFoundError(f"{run_dir} has no {WEIGHTS_FILE}: training has not finished (rerun train with "
                                 "the same folder to resume)")
     model = build_classifier(model_config(cfg))
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights} is not a readable safetensors file ({exc}); rerun train with the same folder "
+                         "to rewrite it") from None
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

@@ -173,6 +173,9 @@ def _scan_iemocap(root: Path, result: ScanResult, skip) -> None:
         raise FileNotFoundError(f"{root} has no Session1..Session5 folders (expected IEMOCAP's layout)")
     for session in sessions:
         eval_dir = session / "dialog" / "EmoEvaluation"
+        for video in _media_files(session / "dialog" / "avi" / "DivX", (".avi",)):
+            if not (eval_dir / f"{video.stem}.txt").is_file():
+                skip(video, f"label file {eval_dir / (video.stem + '.txt')} is missing: dialog left out")
         for txt in sorted(eval_dir.glob("*.txt")) if eval_dir.is_dir() else []:
             if txt.name.startswith("."):
                 continue

@@ -32,7 +32,14 @@ from multimae_der.collate import EpochShuffleSampler, FusionCollate
 from multimae_der.fusion import FUSIONS, normalize
 from multimae_der.metrics import metrics_from_confusion
 from multimae_der.model import build_classifier, freeze_backbone, make_config
-from multimae_der.run import CONFIG_FILE, WEIGHTS_FILE, read_run_config, save_weights, write_run_config
+from multimae_der.run import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    WEIGHTS_FILE,
+    read_run_config,
+    save_weights,
+    write_run_config,
+)
 
 #: keys of TrainConfig that may change between attempts on one run folder (they do not change the result)
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
@@ -253,7 +260,11 @@ def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_run_folder(run_dir: Path, run_config: dict[str, Any]) -> bool:
-    """Writes ``config.json``; on an existing run checks it is the same run. Returns True when resuming."""
+    """Writes ``config.json``; on an existing run checks it is the same run. Returns True when resuming.
+
+    ``checkpoints/last.ckpt`` is checked first (:func:`ffidelity.training.resume_checkpoint`): a planted pickle
+    is refused with a ValueError, a damaged file is set aside with a warning and training starts over.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / CONFIG_FILE).exists():
         old = _identity(read_run_config(run_dir))
@@ -265,7 +276,9 @@ def prepare_run_folder(run_dir: Path, run_config: dict[str, Any]) -> bool:
                 diff += [f"training.{k}" for k in sorted(set(ot) | set(nt)) if ot.get(k) != nt.get(k)]
             raise ValueError(f"{run_dir} holds a different run (differs in {', '.join(diff)}); use a new folder")
     write_run_config(run_dir, run_config)
-    return (run_dir / "checkpoints" / "last.ckpt").exists()
+    from ffidelity.training import resume_checkpoint
+
+    return resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") is not None
 
 
 def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, progress: bool,
@@ -274,7 +287,7 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from ffidelity.training import quiet_lightning
+    from ffidelity.training import EpochHistory, quiet_lightning
 
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
@@ -289,7 +302,8 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        default_root_dir=run_dir, callbacks=[ckpt, *callbacks], logger=CSVLogger(run_dir, name="logs"),
+        default_root_dir=run_dir, callbacks=[EpochHistory(run_dir / HISTORY_FILE), ckpt, *callbacks],
+        logger=CSVLogger(run_dir, name="logs"),
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
     )
@@ -351,13 +365,13 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
         "data": dict(data_info or {}),
         "training": config.to_dict(),
     }
-    resuming = prepare_run_folder(run_dir, run_config)
     L.seed_everything(config.seed, verbose=False)
     module = EmotionModule(mcfg.to_dict(), names, lr=config.lr, weight_decay=config.weight_decay,
                            warmup=config.warmup, schedule=config.schedule, linear_probe=config.linear_probe,
                            seed=config.seed)
-    if config.init_from and not resuming:
-        load_init_weights(module.model, config.init_from)
+    if config.init_from:  # before anything is written: weights that do not fit leave no half-made run folder
+        load_init_weights(module.model, config.init_from)  # (a resumed run then restores last.ckpt over them)
+    resuming = prepare_run_folder(run_dir, run_config)
     collate = FusionCollate(config.fusion, num_frames=config.num_frames, seed=config.seed,
                             image_size=mcfg.image_size, options=dict(config.fusion_options))
     loader = DataLoader(train_data, batch_size=config.batch_size,
@@ -368,7 +382,7 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
     trainer, _ = make_trainer(run_dir, config, monitor="val_uar" if val_loader is not None else None,
                               progress=progress, callbacks=callbacks, steps_per_epoch=len(loader))
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resuming else None)
+    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resuming else None, weights_only=True)
     if trainer.is_global_zero:
         save_weights(module.model, run_dir / WEIGHTS_FILE)
     return run_dir

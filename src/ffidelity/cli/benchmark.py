@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.5, help="Removal probability alpha+ = alpha- of R-/F-Fidelity."),
         mode: str = typer.Option("acc", help="'acc' (accuracy indicator, the paper's) or 'prob'."),
         quick: bool = typer.Option(False, help="One seed, 9 sparsities, 100 inputs, N = 10: a few minutes."),
+        epochs: int | None = typer.Option(None, help="Training epochs of the models (default: the data set's)."),
+        finetune_epochs: int | None = typer.Option(None, help="F-Fidelity fine-tuning epochs (default: the "
+                                                   "data set's)."),
         batch_size: int = typer.Option(512, help="Masked copies per forward pass."),
         devices: int = typer.Option(1, help="Processes sharing the evaluation (GPUs, or CPU workers); under "
                                     "torchrun/SLURM the job's processes are used."),
@@ -46,8 +49,9 @@ def register(app: typer.Typer) -> None:
         from ffidelity.benchmark import BenchmarkConfig, run
 
         common = {"dataset": dataset, "root": str(root) if root else None, "explainers": _split(explainers),
-                  "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha, "alpha_minus": alpha,
-                  "mode": mode, "batch_size": batch_size}
+                  "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha,
+                  "alpha_minus": alpha, "mode": mode, "batch_size": batch_size, "epochs": epochs,
+                  "finetune_epochs": finetune_epochs}
         sized = {"seeds": seeds, "n_test": n_test, "n_samples": n_samples}
         if quick:
             cfg = BenchmarkConfig.quick_preset(**common, **sized)
