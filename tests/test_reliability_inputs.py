@@ -411,7 +411,8 @@ def test_benchmark_cache_entries_damaged_on_disk_are_rebuilt_with_a_warning(tmp_
         key.write_text(damage)
         with pytest.warns(CorruptFileWarning, match="rebuilding damaged cache entry"):
             again = bm._curve(cfg, "fid", 0, model, x, y, scores, task, key, explainer="saliency", noise=0.0)
-        assert again == first and json.loads(key.read_text()) == first
+        stored = json.loads(key.read_text())
+        assert again == first and stored.pop("params")["n_inputs"] == 4 and stored == first
     (tmp_path / "expl.safetensors").write_bytes(b"garbage")
     with pytest.warns(CorruptFileWarning, match="expl.safetensors"):
         rebuilt = bm._explanation_scores("saliency", model, x, y, task, tmp_path / "expl.safetensors", cfg)
