@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import av
 import lightning as L
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import multimae_der.train as train_module
+from _mm_serve_helpers import video_without_audio
 from multimae_der.cli import app
 from multimae_der.datasets import CACHE_DIRNAME, build_dataset
 from multimae_der.predict import predict_clip
@@ -147,18 +147,6 @@ def test_in_memory_dataset_reads_each_file_once(synth_root, tmp_path):
     assert torch.equal(fresh[3]["video"], again["video"]) and torch.equal(fresh[3]["audio"], again["audio"])
 
 
-def _video_without_audio(path) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def test_bad_input_gives_one_error_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -180,7 +168,7 @@ def test_predict_rejects_a_video_without_audio(synth_root, tmp_path):
     assert r.exit_code == 0, r.output
     assert "all 16 clips" in r.output
     silent = tmp_path / "silent.mp4"
-    _video_without_audio(silent)
+    video_without_audio(silent)
     one_error_line(invoke("predict", str(silent), "--run", str(run)), "no audio track")
     one_error_line(invoke("predict", str(tmp_path / "none.mp4"), "--run", str(run)), "does not exist")
     one_error_line(invoke("evaluate", "--run", str(run), "--fold", "7", "--num-folds", "2"), "--fold 7 does not exist")
