@@ -186,3 +186,33 @@ def test_fill_removed_on_integer_inputs_falls_back_to_where() -> None:
     x = torch.arange(12).reshape(2, 6)
     keep = torch.tensor([[True, False] * 3, [False, True] * 3])
     assert torch.equal(fill_removed(x, keep, 7), torch.where(keep, x, 7))
+
+
+def test_prefetched_chunks_keep_their_order_raise_errors_and_stop_cleanly() -> None:
+    import threading
+
+    from ffidelity.engine import _prefetched
+
+    built: list[int] = []
+
+    def build(k: int) -> int:
+        built.append(k)
+        return k * k
+
+    with _prefetched(build, 6) as items:
+        assert list(items) == [0, 1, 4, 9, 16, 25]
+    assert built == list(range(6))
+
+    def failing(k: int) -> int:
+        if k == 2:
+            raise ValueError("chunk 2 is bad")
+        return k
+
+    with pytest.raises(ValueError, match="chunk 2 is bad"), _prefetched(failing, 5) as items:
+        list(items)
+
+    built.clear()
+    with _prefetched(build, 100) as items:  # the caller stops early: the thread ends, at most 2 chunks ahead
+        assert next(items) == 0
+    assert len(built) <= 3
+    assert not [t for t in threading.enumerate() if t.name == "ffidelity-masking"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -269,46 +269,54 @@ class Fidelity:
         gens: dict[int, torch.Generator] = {}
         total = n * tasks
         x_cpu = inputs.detach().cpu()
-        # buffers reused by every chunk: a fresh multi-MB tensor per chunk costs a page fault per 4 kB
+        # buffers reused by every chunk: a fresh multi-MB tensor per chunk costs a page fault per 4 kB. The
+        # masked batch is double-buffered: the next chunk is built while the model reads the current one.
         rows = min(self.batch_size, total)
         draw_buf, thresh_buf = torch.empty(rows, d), torch.empty(rows, d)
         keep_buf = torch.empty(rows, d, dtype=torch.bool)
-        x_buf: torch.Tensor | None = None
-        out_buf = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)  # the masked batch
-        with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
-            for start in range(0, total, self.batch_size):
-                with _single_thread():  # small memory-bound ops: a thread pool only adds waiting
-                    flat = torch.arange(start, min(start + self.batch_size, total))
-                    c = flat.numel()
-                    i_idx = flat // tasks
-                    t_idx = flat % tasks
-                    j_idx = t_idx // (2 * n_draw)
-                    side = (t_idx // n_draw) % 2
-                    # rows of one (input, sparsity, side) are consecutive: build one threshold row per run
-                    runs, run_len = torch.unique_consecutive(flat // n_draw, return_counts=True)
-                    i_r, js = runs // (2 * n_s), runs % (2 * n_s)
-                    j_r, side_r = js // 2, js % 2
-                    p_r = pos[i_r]
-                    candidate = (p_r >= lo[i_r, j_r, side_r][:, None]) & (p_r < hi[i_r, j_r, side_r][:, None])
-                    # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
-                    thresh = torch.where(candidate, limit[i_r, j_r, side_r][:, None], 0.0)
-                    if runs.numel() > 1:
-                        thresh = torch.index_select(thresh, 0, torch.repeat_interleave(run_len), out=thresh_buf[:c])
-                    draws = _draws_for_chunk(i_idx, t_idx, tasks, d, gens, self.seed, index_offset, stochastic,
-                                             out=draw_buf[:c])
-                    keep = torch.ge(draws, thresh, out=keep_buf[:c])
-                    first, last = int(i_idx[0]), int(i_idx[-1])
-                    if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
-                        x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
-                    else:
-                        if x_buf is None:
-                            x_buf = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
-                        x_rows = torch.index_select(x_cpu, 0, i_idx, out=x_buf[:c])
-                    x_masked = units.remove_into(x_rows, keep, out_buf[:c])
+        bufs: dict[str, torch.Tensor] = {}
+        out_bufs = [torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype) for _ in range(2)]
+
+        def build(chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            """The masked batch of chunk ``chunk`` and its (input, sparsity, side) indices."""
+            start = chunk * self.batch_size
+            flat = torch.arange(start, min(start + self.batch_size, total))
+            c = flat.numel()
+            i_idx = flat // tasks
+            t_idx = flat % tasks
+            j_idx = t_idx // (2 * n_draw)
+            side = (t_idx // n_draw) % 2
+            # rows of one (input, sparsity, side) are consecutive: build one threshold row per run
+            runs, run_len = torch.unique_consecutive(flat // n_draw, return_counts=True)
+            i_r, js = runs // (2 * n_s), runs % (2 * n_s)
+            j_r, side_r = js // 2, js % 2
+            p_r = pos[i_r]
+            candidate = (p_r >= lo[i_r, j_r, side_r][:, None]) & (p_r < hi[i_r, j_r, side_r][:, None])
+            # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
+            thresh = torch.where(candidate, limit[i_r, j_r, side_r][:, None], 0.0)
+            if runs.numel() > 1:
+                thresh = torch.index_select(thresh, 0, torch.repeat_interleave(run_len), out=thresh_buf[:c])
+            draws = _draws_for_chunk(i_idx, t_idx, tasks, d, gens, self.seed, index_offset, stochastic,
+                                     out=draw_buf[:c])
+            keep = torch.ge(draws, thresh, out=keep_buf[:c])
+            first, last = int(i_idx[0]), int(i_idx[-1])
+            if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
+                x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
+            else:
+                if "x" not in bufs:
+                    bufs["x"] = torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
+                x_rows = torch.index_select(x_cpu, 0, i_idx, out=bufs["x"][:c])
+            x_masked = units.remove_into(x_rows, keep, out_bufs[chunk % 2][:c])
+            return x_masked, i_idx, j_idx, side
+
+        n_chunks = -(-total // self.batch_size)
+        with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance, \
+                _prefetched(build, n_chunks) as batches:
+            for x_masked, i_idx, j_idx, side in batches:
                 logits = self._call(model, x_masked, device, "masked inputs")
                 sc = self._score(logits, targets[i_idx])
                 sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
-                advance(flat.numel())
+                advance(i_idx.numel())
         means = sums / n_draw
         return means[:, :, 0], means[:, :, 1]
 
@@ -449,6 +457,65 @@ def _single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+@contextmanager
+def _prefetched(build: Any, n: int) -> Iterator[Iterator[Any]]:
+    """``build(0), build(1), ...`` in order, each built in a background thread while the caller uses the last.
+
+    Masking is single-threaded, memory-bound work; the model's forward pass uses the thread pool. Overlapping
+    the two hides most of the masking cost on small models. At most two built chunks exist at any time (the one
+    in use and the next), which is what the engine's two output buffers allow: chunk ``k + 2`` is built only
+    after the caller has asked for chunk ``k + 1``, that is, finished with chunk ``k``. The order of the chunks,
+    and so every random draw, is the same as in a plain loop. Errors in the thread are raised in the caller.
+    One chunk runs inline, without a thread.
+    """
+    if n <= 1:
+        with _single_thread():
+            items = [build(0)] if n == 1 else []
+        yield iter(items)
+        return
+    import queue
+    import threading
+
+    slots = threading.Semaphore(2)  # two buffers: chunk k + 2 waits until the caller is done with chunk k
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    inference = torch.is_inference_mode_enabled()  # thread-local in torch: carried over by hand
+
+    def work() -> None:
+        torch.set_num_threads(1)  # per thread: the caller's pool is untouched
+        try:
+            with torch.inference_mode(inference), torch.no_grad():
+                for k in range(n):
+                    slots.acquire()
+                    if stop.is_set():
+                        return
+                    ready.put(("ok", build(k)))
+        except BaseException as exc:  # handed to the caller, which raises it
+            ready.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="ffidelity-masking", daemon=True)
+    thread.start()
+
+    def items() -> Iterator[Any]:
+        for _ in range(n):
+            kind, item = ready.get()
+            if kind == "error":
+                raise item
+            yield item
+            slots.release()  # the caller is done with this chunk's buffer
+
+    try:
+        yield items()
+    finally:
+        stop.set()
+        slots.release()
+        while thread.is_alive():  # unblock a thread waiting to hand over a chunk nobody will take
+            with suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        thread.join()
 
 
 def _draws_for_chunk(
