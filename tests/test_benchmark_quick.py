@@ -12,11 +12,14 @@ def test_quick_preset_on_digits_recovers_the_ranking(tmp_path) -> None:
     res = run(BenchmarkConfig.quick_preset(progress=False), tmp_path)
     summary = res.summary()
     assert set(summary) == {"sg_sq", "gradcam"}
-    # F-Fidelity recovers the ground-truth ranking of sg_sq's degraded copies on the MoRF side
-    assert summary["sg_sq"]["ffid"]["macro_morf_vs_gt"] <= -0.9
-    # ... and is no worse than plain Fidelity on either explainer (lower is better on MoRF vs GT)
+    # F-Fidelity recovers the ground-truth ranking of both explainers' degraded copies on the MoRF side, and
+    # is no worse than plain Fidelity up to one swap of neighbours among the six copies (Spearman 1 - 12/210;
+    # one seed cannot tell such a swap from noise)
+    one_swap = 12 / 210
     for explainer in summary:
-        assert summary[explainer]["ffid"]["macro_morf_vs_gt"] <= summary[explainer]["fid"]["macro_morf_vs_gt"] + 1e-9
+        ffid, fid = (summary[explainer][m]["macro_morf_vs_gt"] for m in ("ffid", "fid"))
+        assert ffid <= -0.9, (explainer, ffid)
+        assert ffid <= fid + one_swap + 1e-9, (explainer, ffid, fid)
     # the random explainer's MoRF area is below every real explainer's under F-Fidelity and R-Fidelity
     base = res.baseline.set_index(["method", "explainer"])["morf_area"]
     for method in ("ffid", "rfid"):
