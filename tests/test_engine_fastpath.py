@@ -216,3 +216,8 @@ def test_prefetched_chunks_keep_their_order_raise_errors_and_stop_cleanly() -> N
         assert next(items) == 0
     assert len(built) <= 3
     assert not [t for t in threading.enumerate() if t.name == "ffidelity-masking"]
+
+    built.clear()  # inline, from a later start: built only when asked for, in order
+    with _prefetched(build, 5, start=2, threaded=False) as items:
+        assert next(items) == 4 and built == [2]
+        assert list(items) == [9, 16] and built == [2, 3, 4]

@@ -17,6 +17,7 @@ results do not depend on ``batch_size`` or on how inputs are sharded across proc
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -310,13 +311,29 @@ class Fidelity:
             return x_masked, i_idx, j_idx, side
 
         n_chunks = -(-total // self.batch_size)
-        with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance, \
-                _prefetched(build, n_chunks) as batches:
-            for x_masked, i_idx, j_idx, side in batches:
+        with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
+
+            def consume(item: tuple[torch.Tensor, ...]) -> None:
+                x_masked, i_idx, j_idx, side = item
                 logits = self._call(model, x_masked, device, "masked inputs")
                 sc = self._score(logits, targets[i_idx])
                 sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
                 advance(i_idx.numel())
+
+            # the first chunk runs inline and is timed: masking in a background thread pays off only when it
+            # costs a fair share of the forward pass (small models); otherwise the extra thread only disturbs
+            # the model's thread pool
+            t0 = time.perf_counter()
+            with _single_thread():
+                first = build(0)
+            t_build = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            consume(first)
+            t_model = time.perf_counter() - t0
+            threaded = n_chunks > 2 and t_build > 0.2 * t_model
+            with _prefetched(build, n_chunks, start=1, threaded=threaded) as batches:
+                for item in batches:
+                    consume(item)
         means = sums / n_draw
         return means[:, :, 0], means[:, :, 1]
 
@@ -460,8 +477,9 @@ def _single_thread() -> Iterator[None]:
 
 
 @contextmanager
-def _prefetched(build: Any, n: int) -> Iterator[Iterator[Any]]:
-    """``build(0), build(1), ...`` in order, each built in a background thread while the caller uses the last.
+def _prefetched(build: Any, n: int, start: int = 0, threaded: bool = True) -> Iterator[Iterator[Any]]:
+    """``build(start), ..., build(n - 1)`` in order, each built in a background thread while the caller uses the
+    last (``threaded=False``: built inline, single-threaded, when asked for).
 
     Masking is single-threaded, memory-bound work; the model's forward pass uses the thread pool. Overlapping
     the two hides most of the masking cost on small models. At most two built chunks exist at any time (the one
@@ -470,10 +488,15 @@ def _prefetched(build: Any, n: int) -> Iterator[Iterator[Any]]:
     and so every random draw, is the same as in a plain loop. Errors in the thread are raised in the caller.
     One chunk runs inline, without a thread.
     """
-    if n <= 1:
-        with _single_thread():
-            items = [build(0)] if n == 1 else []
-        yield iter(items)
+    if not threaded or n - start <= 1:
+
+        def inline() -> Iterator[Any]:
+            for k in range(start, n):
+                with _single_thread():
+                    item = build(k)
+                yield item
+
+        yield inline()
         return
     import queue
     import threading
@@ -488,7 +511,7 @@ def _prefetched(build: Any, n: int) -> Iterator[Iterator[Any]]:
         torch.set_num_threads(1)  # per thread: the caller's pool is untouched
         try:
             with torch.inference_mode(inference), torch.no_grad():
-                for k in range(n):
+                for k in range(start, n):
                     slots.acquire()
                     if stop.is_set():
                         return
@@ -500,7 +523,7 @@ def _prefetched(build: Any, n: int) -> Iterator[Iterator[Any]]:
     thread.start()
 
     def items() -> Iterator[Any]:
-        for _ in range(n):
+        for _ in range(start, n):
             kind, item = ready.get()
             if kind == "error":
                 raise item
