@@ -120,8 +120,34 @@ def quantus_pixelflipping(n_inputs: int, features_in_step: int, width: int, thre
             "repeats": rows, "np_version": np.__version__}
 
 
+def engine_model(name: str, profile: str, threads: list[int]) -> dict[str, Any]:
+    """One model of the engine-throughput benchmark (see ``benchmarks.engine_throughput.measure_model``).
+
+    Each model runs in its own process so that the allocator state left by one never speeds up or slows down
+    the next; the parent picks the allocator settings through the environment. The log lines come back in
+    the answer's ``log``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.common import PROFILES, Context
+    from benchmarks.engine_throughput import build_model, measure_model
+
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(PROFILES[profile], Path(tmp), Path(tmp), tuple(threads), log)
+        model, n_inputs = build_model(name, ctx.profile)
+        data = measure_model(name, model, n_inputs, ctx)
+    return {**data, "log": lines}
+
+
 FUNCTIONS = {"rfid_memory": rfid_memory, "explain_memory": explain_memory,
-             "quantus_pixelflipping": quantus_pixelflipping}
+             "quantus_pixelflipping": quantus_pixelflipping, "engine_model": engine_model}
 
 
 def main() -> None:

@@ -281,12 +281,31 @@ def probe_threads(counts: tuple[int, ...], repeats: int = 3) -> tuple[int, dict[
 
 
 # -- child processes -------------------------------------------------------------------------------------------
-def run_child(function: str, kwargs: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+#: glibc malloc settings that stop the allocator from handing freed multi-MB activations back to the kernel
+#: after every forward pass (each reuse then page-faults); see ``allocator_env``
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
+def allocator_env(allocator: str) -> dict[str, str | None]:
+    """Environment changes for a child: ``"tuned"`` sets ``TUNED_MALLOC``, ``"default"`` removes them."""
+    if allocator not in ("default", "tuned"):
+        raise ValueError(f"allocator must be 'default' or 'tuned', got {allocator!r}")
+    return {k: (v if allocator == "tuned" else None) for k, v in TUNED_MALLOC.items()}
+
+
+def run_child(function: str, kwargs: dict[str, Any], timeout: float = 600,
+              env_changes: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Runs ``benchmarks.child:<function>(**kwargs)`` in a fresh interpreter and returns its JSON answer.
 
-    A fresh process gives a clean peak RSS (``ru_maxrss`` never goes down within a process).
+    A fresh process gives a clean peak RSS (``ru_maxrss`` never goes down within a process) and a fresh
+    allocator. ``env_changes`` sets (or, with ``None``, removes) environment variables for the child only.
     """
     env = dict(os.environ)
+    for key, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("MPLBACKEND", "Agg")

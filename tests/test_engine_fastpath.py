@@ -1,7 +1,7 @@
 """The engine's fast mask building against the plain definition, bit for bit.
 
-``reference_masked_scores`` is the straightforward version of the engine's hot loop (one float64 comparison per
-draw, a copy of the input per masked row, ``torch.where`` removal); the engine must give exactly its numbers for
+``reference_masked_scores`` is the straightforward version of the engine's hot loop (one float64 comparison of
+each 32-bit draw with ``rate * 2**32``, a copy of the input per masked row, ``torch.where`` removal); the engine must give exactly its numbers for
 every metric, unit kind, reference value, batch size and thread count.
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity, SequenceUnits, TokenUnits
-from ffidelity.engine import _STREAM_DRAWS, _float32_limit, _rank_positions, seeded_generator
+from ffidelity.engine import _STREAM_DRAWS, _rank_positions, draw_bit_generator, removal_thresholds
 from ffidelity.units import fill_removed
 
 
@@ -37,13 +37,16 @@ def reference_masked_scores(metric, model, inputs, targets, attributions, offset
         plus = torch.zeros(n, s.numel(), dtype=torch.float64)
         minus = torch.zeros_like(plus)
         for i in range(n):
-            gen = seeded_generator(metric.seed, offset + i, _STREAM_DRAWS)
+            gen = draw_bit_generator(metric.seed, offset + i, _STREAM_DRAWS)
+            half = (d + 1) // 2
             for j in range(s.numel()):
                 for side, out, rate in ((0, plus, rate_plus), (1, minus, rate_minus)):
-                    draws = torch.rand(metric.n_samples, d, generator=gen)
+                    raw = gen.random_raw(metric.n_samples * half)  # 64-bit outputs, low half first
+                    pairs = np.stack([raw & 0xFFFFFFFF, raw >> np.uint64(32)], axis=1)
+                    draws = torch.from_numpy(pairs.reshape(metric.n_samples, 2 * half)[:, :d].astype(np.float64))
                     explanation = pos[i] < k[i, j]
                     candidate = explanation if side == 0 else valid[i] & ~explanation
-                    removed = candidate & (draws < rate[i, j])  # float32 draw against a float64 rate
+                    removed = candidate & (draws < rate[i, j] * 2.0**32)  # u / 2^32 < rate, exactly
                     masked = units.remove(inputs[i : i + 1].repeat(metric.n_samples, *[1] * (inputs.ndim - 1)),
                                           ~removed)
                     sc = metric._score(model(masked).float(), targets[i].expand(metric.n_samples))
@@ -117,6 +120,10 @@ CASES = [
                                         mode="prob", progress=False), _images),
     ("rfid-alpha-0-1", lambda: RFidelity(sparsities=SPARSE, n_samples=2, alpha_plus=1.0, alpha_minus=0.0,
                                          mode="prob", progress=False), _images),
+    # n_samples >= 8: the engine compares whole runs of copies with one threshold row (batch 1000)
+    ("rfid-long-runs-alpha-1", lambda: RFidelity(sparsities=SPARSE, n_samples=12, alpha_plus=1.0,
+                                                 alpha_minus=0.4, mode="prob", progress=False), _images),
+    ("ffid-long-runs", lambda: FFidelity(sparsities=SPARSE, n_samples=9, beta=0.2, progress=False), _images),
     ("seq", lambda: FFidelity(sparsities=SPARSE, n_samples=4, beta=0.3, mode="prob",
                               units=SequenceUnits(pad_value=float("nan")), progress=False), _sequences),
     ("tokens-delete", lambda: RFidelity(sparsities=SPARSE, n_samples=3, mode="prob",
@@ -153,16 +160,36 @@ def test_thread_count_is_restored_and_does_not_change_numbers() -> None:
     np.testing.assert_array_equal(one.per_sample_minus, two.per_sample_minus)
 
 
-def test_float32_limit_matches_float64_comparison_at_the_edges() -> None:
-    rates = torch.tensor([0.0, 1.0, 0.5, 0.1, 1 / 3, 0.1 + 1e-12, 2.0**-24, 1 - 2.0**-25, 0.7 - 1e-17],
+def test_removal_thresholds_match_the_exact_comparison_at_the_edges() -> None:
+    rates = torch.tensor([0.0, 1.0, 0.5, 0.1, 1 / 3, 0.1 + 1e-12, 2.0**-32, 2.0**-33, 1 - 2.0**-33, 0.7 - 1e-17],
                          dtype=torch.float64)
-    limit = _float32_limit(rates)
-    # every float32 draw torch can produce is a multiple of 2^-24 in [0, 1): check the ones around each rate
-    for r, lim in zip(rates.tolist(), limit.tolist(), strict=True):
-        centre = math.floor(r * 2**24)
-        draws = torch.arange(max(0, centre - 3), min(2**24, centre + 4), dtype=torch.float64) / 2**24
-        d32 = draws.float()
-        assert torch.equal(d32 < torch.tensor(lim, dtype=torch.float32), d32.double() < r), r
+    thresholds = removal_thresholds(rates)
+    assert thresholds[0] == 0 and thresholds[1] == 2**32
+    # u removes its unit iff u < rate * 2^32 (u an integer in [0, 2^32)): check the draws around each threshold
+    for r, t in zip(rates.tolist(), thresholds.tolist(), strict=True):
+        for u in range(max(0, t - 3), min(2**32, t + 3)):
+            assert (u < t) == (u < r * 2.0**32), (r, u)
+
+
+class _FirstPixel(nn.Module):
+    """Predicts class 0 while pixel (0, 0) is kept (1.0), class 1 once it is removed (0.0)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        first = z[:, 0, 0, 0]
+        return torch.stack([first, torch.full_like(first, 0.5)], 1)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.37, 0.9])
+def test_removal_probability_is_the_rate(alpha) -> None:
+    """The one explanation pixel is removed with probability alpha: Fid+ (acc) = alpha within 5 sigma."""
+    x = torch.ones(1, 1, 20, 20)
+    attr = torch.zeros(1, 1, 20, 20)
+    attr[0, 0, 0, 0] = 1.0  # the top-1 unit; sparsity 1/400 keeps exactly it
+    n = 4000
+    metric = RFidelity(alpha_plus=alpha, n_samples=n, sparsities=[1 / 400], progress=False, seed=3)
+    res = metric.evaluate(_FirstPixel(), x, [0], attr)
+    assert abs(float(res.per_sample_plus[0, 0]) - alpha) < 5 * math.sqrt(alpha * (1 - alpha) / n)
+    assert float(res.per_sample_minus[0, 0]) == 0.0  # pixel (0, 0) is never a Fid- candidate
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

@@ -233,7 +233,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     x_test, y_test = task.x_test[:n_test], task.y_test[:n_test]
     sub = (lambda *p: out.joinpath(*p)) if out is not None else (lambda *p: None)
     if out is not None:
-        _check_run_key(out, cfg, n_test)
+        _check_run_key(out, cfg, n_test, task)
 
     # 1. the original model and the explanation-agnostic fine-tuned copy
     torch.manual_seed(cfg.model_seed)
@@ -314,7 +314,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     return result
 
 
-def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int) -> None:
+def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int, task: Any) -> None:
     """Refuses to reuse a folder whose cached models and explanations were made with other settings.
 
     Curves are checked one by one against their metric's parameters (so ``--n-samples`` or ``--mode`` may change

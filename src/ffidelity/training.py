@@ -116,6 +116,9 @@ class EpochHistory(L.Callback):
         self.history = [dict(r) for r in state_dict.get("history", [])]
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 class ClassifierModule(L.LightningModule):
     """Cross-entropy training of ``model``; ``transform`` maps each raw batch to ``(x, y)``.
 
@@ -124,8 +127,11 @@ class ClassifierModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, transform: BatchTransform | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam", seed: int = 0) -> None:
+                 weight_decay: float = 0.0, optimizer: str = "adam", seed: int = 0, schedule: str = "constant"
+                 ) -> None:
         super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.save_hyperparameters(ignore=["model", "transform"])
         self.model = model
         self.transform = transform
@@ -150,9 +156,16 @@ class ClassifierModule(L.LightningModule):
         x, y = self._xy(batch)
         self.log("val_acc", (self(x).argmax(-1) == y).float().mean(), prog_bar=True, on_epoch=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
-        return opt(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> Any:
+        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
+        opt = opt_cls(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.get("schedule", "constant") == "constant":
+            return opt
+        # cosine decay to zero over the whole run, stepped per batch: training ends in a flat region instead of
+        # wherever the last large step landed (its state is in the checkpoint, so a resumed run decays the same)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def quiet_lightning() -> None:
@@ -206,6 +219,7 @@ def fit_classifier(
     accelerator: str = "auto",
     devices: int | str = 1,
     trainer_kwargs: dict[str, Any] | None = None,
+    schedule: str = "constant",
 ) -> nn.Module:
     """Trains a copy of ``model``; returns it in eval mode on the CPU (``model`` itself is untouched).
 
@@ -213,6 +227,7 @@ def fit_classifier(
         model: any classifier returning logits or an output with ``.logits``.
         train_data: a ``DataLoader``, a ``Dataset`` or a tuple of tensors ``(x, y, ...)``.
         epochs, lr, weight_decay, optimizer, batch_size: optimisation settings.
+        schedule: ``"constant"`` learning rate, or ``"cosine"`` decay to zero over the run (per step).
         transform: maps each batch tuple to the ``(x, y)`` the model trains on (e.g. random masking).
         val_data: when given, the weights with the best validation accuracy are returned.
         out_dir: checkpoints, CSV logs and ``model.safetensors``; a rerun resumes from ``last.ckpt``, and a run
@@ -247,7 +262,8 @@ def fit_classifier(
     trained.train()
     train_loader = as_loader(train_data, batch_size, shuffle=True, seed=seed)
     val_loader = as_loader(val_data, batch_size, shuffle=False, seed=seed) if val_data is not None else None
-    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed)
+    module = ClassifierModule(trained, transform, lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
+                              schedule=schedule)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(out_dir) if out_dir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
