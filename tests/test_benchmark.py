@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ffidelity.benchmark import BenchmarkConfig, run
+from ffidelity.benchmark import BenchmarkConfig, StaleRunError, run
 from ffidelity.correlation import macro_scores, micro_per_level, micro_ranks, nanmean, spearman
 from ffidelity.tasks import get_task
 
@@ -95,8 +95,28 @@ def test_tiny_benchmark_writes_every_output_and_resumes(tmp_path, tiny_task, mon
     fid = more.curves[more.curves["method"] == "fid"].reset_index(drop=True)
     assert fid.equals(res.curves[res.curves["method"] == "fid"].reset_index(drop=True))
     # settings that the cached models depend on may not change under the same folder
-    with pytest.raises(ValueError, match=r"other settings.*n_test 12 -> 8"):
+    with pytest.raises(StaleRunError, match=r"other settings.*n_test 12 -> 8"):
         run(cfg, tmp_path, task=tiny_task, n_test=8)
+    # ... nor may the task's training recipe (a new version's recipe would otherwise meet old cached models)
+    tiny_task.fit = {**tiny_task.fit, "lr": tiny_task.fit.get("lr", 1e-3) * 2}
+    with pytest.raises(StaleRunError, match=r"other settings.*fit"):
+        run(cfg, tmp_path, task=tiny_task)
+
+
+def test_demo_stage_restarts_a_stale_folder(tmp_path) -> None:
+    from multimae_der.demo import run_or_restart
+
+    (tmp_path / "old.txt").write_text("from an older version")
+    calls: list[bool] = []
+
+    def fake_run(cfg, out):
+        calls.append((out / "old.txt").exists())
+        if (out / "old.txt").exists():
+            raise StaleRunError(f"{out} holds a benchmark run with other settings")
+        return "result"
+
+    assert run_or_restart(fake_run, None, tmp_path, StaleRunError) == "result"
+    assert calls == [True, False] and not tmp_path.exists()  # emptied, then run again (the fake writes nothing)
 
 
 def test_bad_benchmark_config_is_a_clear_error() -> None:

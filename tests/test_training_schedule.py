@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -28,7 +30,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_per_step(monkeypatch) 
     fit_classifier(nn.Linear(4, 2), _data(), epochs=3, lr=0.1, batch_size=16, schedule="cosine", progress=False)
     assert len(seen) == 12  # 4 steps per epoch, 3 epochs
     assert seen[0] == pytest.approx(0.1)
-    assert all(a > b for a, b in zip(seen, seen[1:], strict=False))  # decays every step, across epochs
+    assert all(a > b for a, b in itertools.pairwise(seen))  # decays every step, across epochs
     assert seen[-1] == pytest.approx(0.1 * (1 + torch.cos(torch.tensor(11 / 12 * torch.pi)).item()) / 2)
 
 

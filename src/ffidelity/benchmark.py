@@ -39,6 +39,10 @@ SCORES = ("morf_vs_gt", "lerf_vs_gt", "morf_vs_lerf")
 SCORE_NAMES = {"morf_vs_gt": "MoRF vs GT", "lerf_vs_gt": "LeRF vs GT", "morf_vs_lerf": "MoRF vs LeRF"}
 
 
+class StaleRunError(ValueError):
+    """The output folder holds a benchmark run made with other settings (its cached models do not apply)."""
+
+
 @dataclass
 class BenchmarkConfig:
     """Settings of one benchmark run (saved as ``config`` in results.json).
@@ -318,10 +322,13 @@ def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int, task: Any) -> N
     """Refuses to reuse a folder whose cached models and explanations were made with other settings.
 
     Curves are checked one by one against their metric's parameters (so ``--n-samples`` or ``--mode`` may change
-    between reruns); models and explanations depend on the settings below, which must stay the same.
+    between reruns); models and explanations depend on the settings below (the task's training recipes
+    included), which must stay the same.
     """
     key = {"dataset": cfg.dataset, "root": cfg.root, "quick": cfg.quick, "model_seed": cfg.model_seed,
-           "n_test": n_test, "epochs": cfg.epochs, "finetune_epochs": cfg.finetune_epochs}
+           "n_test": n_test, "epochs": cfg.epochs, "finetune_epochs": cfg.finetune_epochs,
+           "fit": json.loads(json.dumps(task.fit, default=str)),
+           "finetune": json.loads(json.dumps(task.finetune, default=str))}
     path = out / "run_key.json"
     if path.is_file():
         try:
@@ -330,7 +337,7 @@ def _check_run_key(out: Path, cfg: BenchmarkConfig, n_test: int, task: Any) -> N
             old = None
         if isinstance(old, dict) and old != key:
             diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
-            raise ValueError(f"{out} holds a benchmark run with other settings ({diff}); its cached models and "
+            raise StaleRunError(f"{out} holds a benchmark run with other settings ({diff}); its cached models and "
                              "explanations do not apply: choose another output folder")
     if world()[0] == 0:
         atomic.write_json(path, key)
