@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity, SequenceUnits, TokenUnits
+from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity, SequenceUnits, TokenUnits, engine
 from ffidelity.engine import _STREAM_DRAWS, _rank_positions, draw_bit_generator, removal_thresholds
 from ffidelity.units import fill_removed
 
@@ -133,7 +133,11 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "build", "data"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
-def test_engine_equals_the_plain_definition_bit_for_bit(name, build, data, batch_size) -> None:
+@pytest.mark.parametrize("path", ["chunk", "run-by-run"])
+def test_engine_equals_the_plain_definition_bit_for_bit(name, build, data, batch_size, path, monkeypatch) -> None:
+    # the engine builds masks for the whole chunk at once or run by run, depending on the runs' size: both must
+    # give the definition's numbers
+    monkeypatch.setattr(engine, "_RUN_BY_RUN_MIN", 10**9 if path == "chunk" else 0)
     model, x, a = data()
     metric = build()
     metric.batch_size = batch_size

@@ -44,6 +44,9 @@ _STREAM_RANK = 0
 _STREAM_DRAWS = 1
 DRAWS = "pcg64-u32"  # the removal-draw scheme, recorded in every result's params
 _TWO32 = 2**32
+#: draws per run (copies x units) from which masks are built run by run (the draws stay in cache) rather than
+#: for the whole chunk at once (fewer Python calls when runs are small: few samples or few units)
+_RUN_BY_RUN_MIN = 4096
 _NO_DRAW = np.uint32(2**31)  # draw of inputs whose rates are all 0 or 1: any value in (0, 2**32 - 1) works
 
 
@@ -326,7 +329,7 @@ class Fidelity:
             lens = run_len.numpy()
             ends = np.cumsum(lens)
             last_task = t_idx[ends - 1].numpy()
-            if c >= 8 * lens.size:  # long runs (n_samples >= 8): draw and compare run by run, in cache
+            if c * d >= _RUN_BY_RUN_MIN * lens.size:  # big runs: draw and compare run by run, in cache
                 for r, (i, n_r, e) in enumerate(zip(i_r.tolist(), lens.tolist(), ends.tolist(), strict=True)):
                     draws = streams.rows(i, n_r, last=int(last_task[r]) == tasks - 1)
                     np.greater_equal(draws, thresh[r], out=keep_np[e - n_r : e])
