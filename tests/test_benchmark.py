@@ -115,7 +115,7 @@ def test_demo_stage_restarts_a_stale_folder(tmp_path) -> None:
             raise StaleRunError(f"{out} holds a benchmark run with other settings")
         return "result"
 
-    assert run_or_restart(fake_run, None, tmp_path, StaleRunError) == "result"
+    assert run_or_restart(fake_run, None, tmp_path) == "result"
     assert calls == [True, False] and not tmp_path.exists()  # emptied, then run again (the fake writes nothing)
 
 

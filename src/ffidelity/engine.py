@@ -50,15 +50,19 @@ _RUN_BY_RUN_MIN = 4096
 _NO_DRAW = np.uint32(2**31)  # draw of inputs whose rates are all 0 or 1: any value in (0, 2**32 - 1) works
 
 
+def _seed_sequence(seed: int, *keys: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]])
+
+
 def seeded_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded from ``seed`` and any number of integer keys (input index, stream, ...)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]]).generate_state(2, np.uint64)
+    state = _seed_sequence(seed, *keys).generate_state(2, np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 def draw_bit_generator(seed: int, *keys: int) -> np.random.PCG64:
     """numpy's PCG64 bit generator seeded from ``seed`` and integer keys, for the engine's removal draws."""
-    return np.random.PCG64(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]]))
+    return np.random.PCG64(_seed_sequence(seed, *keys))
 
 
 def removal_thresholds(rate: torch.Tensor) -> torch.Tensor:
@@ -292,7 +296,11 @@ class Fidelity:
         lo = torch.stack([torch.zeros_like(k), k], dim=2)  # (n, S, 2)
         hi = torch.stack([k, d_valid[:, None].expand_as(k)], dim=2)
         thresholds = removal_thresholds(rate)  # a 32-bit draw u removes its candidate iff u < threshold
+        # "always removed" (threshold 2**32) does not fit 32 bits: clipped in the uint32 thresholds, and applied
+        # exactly per chunk where random draws could otherwise keep a unit (with probability 2^-32)
+        thresh_u32 = thresholds.clamp(max=_TWO32 - 1).numpy().astype(np.uint32)  # (n, S, 2)
         stochastic = ((rate > 0) & (rate < 1)).flatten(1).any(1)  # inputs whose draws can change a removal
+        always_exact = ((thresholds == _TWO32) & stochastic[:, None, None]).numpy()  # (n, S, 2)
 
         sums = torch.zeros(n, n_s, 2, dtype=torch.float64)
         streams = _DrawStreams(self.seed, index_offset, d, stochastic)
@@ -321,10 +329,9 @@ class Fidelity:
             j_r, side_r = js // 2, js % 2
             p_r = pos[i_r]
             candidate = ((p_r >= lo[i_r, j_r, side_r][:, None]) & (p_r < hi[i_r, j_r, side_r][:, None])).numpy()
-            t_r = thresholds[i_r, j_r, side_r].numpy()
-            # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept); "always removed"
-            # (threshold 2**32) does not fit 32 bits: it is clipped here and applied exactly below
-            thresh = np.where(candidate, np.minimum(t_r, _TWO32 - 1).astype(np.uint32)[:, None], np.uint32(0))
+            runs_np = (i_r.numpy(), j_r.numpy(), side_r.numpy())
+            # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
+            thresh = np.where(candidate, thresh_u32[runs_np][:, None], np.uint32(0))
             keep_np = keep_buf[:c]
             lens = run_len.numpy()
             ends = np.cumsum(lens)
@@ -345,8 +352,7 @@ class Fidelity:
                     row += n_i
                 np.greater_equal(draws, np.take(thresh, np.repeat(np.arange(lens.size), lens), axis=0,
                                                 out=np_bufs["thresh"][:c]), out=keep_np)
-            full = (t_r == _TWO32) & stochastic[i_r].numpy()  # rate 1 beside random draws: remove exactly
-            for r in np.flatnonzero(full):
+            for r in np.flatnonzero(always_exact[runs_np]):  # rate 1 beside random draws: remove exactly
                 keep_np[ends[r] - lens[r] : ends[r]] &= ~candidate[r]
             keep = torch.from_numpy(keep_np)
             first, last = int(i_idx[0]), int(i_idx[-1])

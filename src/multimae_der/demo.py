@@ -26,12 +26,14 @@ from ffidelity.report import HtmlReport, environment_info
 Stage = Callable[[Path, bool], dict[str, Any]]
 
 
-def run_or_restart(run: Callable[[Any, Path], Any], cfg: Any, out: Path, stale: type[Exception]) -> Any:
+def run_or_restart(run: Callable[[Any, Path], Any], cfg: Any, out: Path) -> Any:
     """``run(cfg, out)``; when ``out`` holds a run made with other settings (an older version's demo output, say),
     the folder is emptied and the stage starts again instead of failing."""
+    from ffidelity.benchmark import StaleRunError
+
     try:
         return run(cfg, out)
-    except stale as exc:
+    except StaleRunError as exc:
         print(f"{exc}; starting this stage again", flush=True)
         shutil.rmtree(out)
         return run(cfg, out)
@@ -39,13 +41,13 @@ def run_or_restart(run: Callable[[Any, Path], Any], cfg: Any, out: Path, stale: 
 
 def stage_benchmark(out: Path, small: bool) -> dict[str, Any]:
     """F-Fidelity vs Fidelity / ROAR / R-Fidelity / ROAD on digits (quick preset)."""
-    from ffidelity.benchmark import BenchmarkConfig, StaleRunError, run
+    from ffidelity.benchmark import BenchmarkConfig, run
 
     overrides: dict[str, Any] = {"progress": False}
     if small:
         overrides.update(n_test=16, n_samples=2, explainers=("saliency", "gradcam"),
                          sparsities=(0.2, 0.5, 0.8), noises=(0.0, 0.5, 1.0))
-    result = run_or_restart(run, BenchmarkConfig.quick_preset(**overrides), out, StaleRunError)
+    result = run_or_restart(run, BenchmarkConfig.quick_preset(**overrides), out)
     summary = result.summary()
     key = {f"{e} / {m}": round(v["macro_morf_vs_gt"], 2) for e, by in summary.items() for m, v in by.items()
            if m in ("fid", "ffid")}
