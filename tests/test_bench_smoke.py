@@ -61,7 +61,7 @@ def test_quick_run_on_tiny_sizes_writes_json_and_summary(tmp_path, monkeypatch) 
 
 
 def test_smoke_run_of_explainers_and_emotion(tmp_path) -> None:
-    names = ["explainers", "emotion"]
+    names = ["explainers", "emotion", "token_drop"]
     run_all(tmp_path, "smoke", only=names, thread_counts=[1], log=lambda s: None)
     summary = _check_outputs(tmp_path, names)
     emotion = json.loads((tmp_path / "emotion.json").read_text())["data"]
@@ -69,6 +69,9 @@ def test_smoke_run_of_explainers_and_emotion(tmp_path) -> None:
     assert set(emotion["data_wait"]) >= {"workers_0", "workers_1"}
     assert emotion["predict"]["tiny"]["median"]["total"] > 0
     assert any(r["target"].startswith("IG peak RSS") for r in summary["targets"])
+    drop = json.loads((tmp_path / "token_drop.json").read_text())["data"]
+    assert [r["sparsity"] for r in drop["rows"]] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert all(r["engine_clips_per_s"] > 0 and r["raw_clips_per_s"] > 0 for r in drop["rows"])
 
 
 def test_unknown_profile_and_benchmark_are_clear_errors(tmp_path) -> None:

@@ -262,3 +262,26 @@ def test_constant_attributions_warn() -> None:
     attr[1] = 0.5
     with pytest.warns(UserWarning, match=r"1 input\(s\) have constant attributions \(e.g. input 1\)"):
         Fidelity(progress=False).evaluate(CountingModel(), x, None, attr)
+
+
+def test_certain_removals_evaluate_one_copy_not_n():
+    """alpha = 1 and no cap: every draw removes the same units, so N copies would be N equal forwards."""
+    torch.manual_seed(0)
+    seen = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return self.lin(x.flatten(1))
+
+    model, x, a = Counting(), torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    kw = {"sparsities": [0.25, 0.5], "mode": "prob", "progress": False}
+    many = RFidelity(alpha_plus=1.0, alpha_minus=1.0, n_samples=9, **kw).evaluate(model, x, None, a)
+    assert sum(seen) == 4 + 4 * 2 * 2  # unmasked inputs, then one copy per (input, sparsity, side)
+    one = Fidelity(**kw).evaluate(model, x, None, a)
+    np.testing.assert_allclose(many.per_sample_plus, one.per_sample_plus, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(many.per_sample_minus, one.per_sample_minus, rtol=0, atol=1e-12)

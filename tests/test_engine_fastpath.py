@@ -19,8 +19,12 @@ from ffidelity.engine import _STREAM_DRAWS, _rank_positions, draw_bit_generator,
 from ffidelity.units import fill_removed
 
 
-def reference_masked_scores(metric, model, inputs, targets, attributions, offset=0):
-    """Fid+/Fid- per (input, sparsity) by the definition: every masked copy built on its own."""
+def reference_masked_scores(metric, model, inputs, targets, attributions, offset=0, copy_logits=None):
+    """Fid+/Fid- per (input, sparsity) by the definition: every masked copy built on its own.
+
+    ``copy_logits(i, removed)`` gives the logits of input ``i``'s copies with the units in ``removed`` (copies, D)
+    taken away; the default builds them with ``units.remove``.
+    """
     units = metric.units if metric.units is not None else ImageUnits()
     scores = units.scores(attributions, inputs).double()
     valid = units.valid(inputs)
@@ -47,9 +51,13 @@ def reference_masked_scores(metric, model, inputs, targets, attributions, offset
                     explanation = pos[i] < k[i, j]
                     candidate = explanation if side == 0 else valid[i] & ~explanation
                     removed = candidate & (draws < rate[i, j] * 2.0**32)  # u / 2^32 < rate, exactly
-                    masked = units.remove(inputs[i : i + 1].repeat(metric.n_samples, *[1] * (inputs.ndim - 1)),
-                                          ~removed)
-                    sc = metric._score(model(masked).float(), targets[i].expand(metric.n_samples))
+                    if copy_logits is None:
+                        masked = units.remove(inputs[i : i + 1].repeat(metric.n_samples, *[1] * (inputs.ndim - 1)),
+                                              ~removed)
+                        logits = model(masked)
+                    else:
+                        logits = copy_logits(i, removed)
+                    sc = metric._score(logits.float(), targets[i].expand(metric.n_samples))
                     total = torch.zeros((), dtype=torch.float64)
                     for v in sc:  # accumulated in draw order, as the engine does
                         total += v

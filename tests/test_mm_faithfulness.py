@@ -50,13 +50,17 @@ def test_true_explanation_as_tube_scores(fslf_run):
     scores = ground_truth_scores(fused, items, VideoUnits(2, 16))
     assert scores.shape == (2, 8 * 2 * 2)
     grid = scores.reshape(2, 8, 2, 2)  # (clip, tube time, row, column)
+    # each modality's cue shares sum to 1 per clip: the audio cue (8 equal tubes) weighs as much as the video
+    # cue (4 equal tubes), although its tubes hold twice the cue pixels (2 x 8 x 16 against 2 x 8 x 8)
+    assert torch.allclose(grid[:, :4].sum((1, 2, 3)), torch.ones(2)) and torch.allclose(grid[:, 4:].sum((1, 2, 3)),
+                                                                                         torch.ones(2))
     # clip 0 = class 0: audio band in the top 8 rows (audio = tubes 0-3 under FSLF), video square at rows/cols 8:16
-    assert torch.equal(grid[0, :4, 0], torch.full((4, 2), 2 * 8 * 16.0)) and (grid[0, :4, 1] == 0).all()
-    assert torch.equal(grid[0, 4:, 0, 0], torch.full((4,), 2 * 8 * 8.0))
+    assert torch.allclose(grid[0, :4, 0], torch.full((4, 2), 1 / 8)) and (grid[0, :4, 1] == 0).all()
+    assert torch.allclose(grid[0, 4:, 0, 0], torch.full((4,), 1 / 4))
     assert int((grid[0, 4:] > 0).sum()) == 4
     # clip 3 = class 3: audio band at the bottom, video square at rows/cols 16:24
     assert (grid[1, :4, 1] > 0).all() and (grid[1, :4, 0] == 0).all()
-    assert torch.equal(grid[1, 4:, 1, 1], torch.full((4,), 2 * 8 * 8.0))
+    assert torch.allclose(grid[1, 4:, 1, 1], torch.full((4,), 1 / 4))
     assert ground_truth_scores(fused, [{k: v for k, v in it.items() if k != "gt_audio"} for it in items],
                                VideoUnits(2, 16)) is None
 

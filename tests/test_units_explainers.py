@@ -137,3 +137,24 @@ def test_finetune_makes_the_model_robust_to_random_removal(tmp_path) -> None:
                             progress=False)
     assert torch.equal(again.head[-1].weight, tuned.head[-1].weight)
     assert (tmp_path / "ft" / "model.safetensors").exists()
+
+
+def test_degrade_within_groups_keeps_each_group_scores():
+    """Permutation inside groups: each group keeps its own multiset of scores, so the top-k of every copy holds
+    as many units of each group (e.g. each modality) as the explainer's own top-k."""
+    from ffidelity.explainers import degrade
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand(5, 12, generator=gen)
+    groups = torch.tensor([0] * 4 + [1] * 8)
+    out = degrade(scores, 1.0, seed=3, groups=groups)
+    for g in (0, 1):
+        sel = groups == g
+        assert torch.equal(out[:, sel].sort(1).values, scores[:, sel].sort(1).values)
+    assert not torch.equal(out, scores)
+    assert torch.equal(out, degrade(scores, 1.0, seed=3, groups=groups))  # seeded
+    assert torch.equal(degrade(scores, 0.0, seed=3, groups=groups), scores)
+    half = degrade(scores, 0.5, seed=3, groups=groups.expand(5, 12))
+    assert ((half != scores).sum(1) <= 2 + 4).all()  # at most half of each group moves
+    with pytest.raises(ValueError, match="groups must have shape"):
+        degrade(scores, 0.5, groups=torch.zeros(3, dtype=torch.long))

@@ -15,6 +15,7 @@ from ffidelity.engine import DEFAULT_SPARSITIES, FFidelity, Fidelity, RFidelity
 from ffidelity.explainers import EXPLAINERS, degrade, explain
 from ffidelity.result import FidelityResult
 from ffidelity.road import ROAD, NoisyLinearImputer
+from ffidelity.token_drop import TokenDrop
 from ffidelity.units import GridUnits, ImageUnits, SequenceUnits, TokenUnits, Units
 from ffidelity.video_units import GroupUnits, VideoUnits
 
@@ -33,6 +34,7 @@ __all__ = [
     "NoisyLinearImputer",
     "RFidelity",
     "SequenceUnits",
+    "TokenDrop",
     "TokenUnits",
     "Units",
     "VideoUnits",

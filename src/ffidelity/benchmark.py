@@ -26,6 +26,7 @@ from ffidelity.correlation import IDEAL, macro_scores, micro_per_level, micro_ra
 from ffidelity.distributed import evaluate_sharded, world
 from ffidelity.engine import FFidelity, Fidelity, RFidelity, seeded_generator
 from ffidelity.explainers import degrade, explain
+from ffidelity.finetune import evaluator_folder
 from ffidelity.road import ROAD
 from ffidelity.roar import ROAR
 from ffidelity.tasks import Task, get_task
@@ -72,6 +73,7 @@ class BenchmarkConfig:
     random_baseline: bool = True
     quick: bool = False
     model_seed: int = 0
+    first_seed: int = 0
     epochs: int | None = None
     finetune_epochs: int | None = None
     progress: bool = True
@@ -87,6 +89,10 @@ class BenchmarkConfig:
 
     def sparsity_grid(self) -> np.ndarray:
         return Fidelity(sparsities=self.sparsities).sparsity_grid()
+
+    def seed_range(self) -> range:
+        """The degradation / Monte-Carlo seeds: ``first_seed`` .. ``first_seed + seeds - 1``."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     def check(self) -> None:
         unknown = set(self.methods or ()) - set(METHODS)
@@ -235,6 +241,7 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     methods = tuple(cfg.methods or default_methods(task))
     n_test = min(cfg.n_test or len(task.y_test), len(task.y_test))
     x_test, y_test = task.x_test[:n_test], task.y_test[:n_test]
+    groups = None if task.degrade_groups is None else task.degrade_groups[:n_test]
     sub = (lambda *p: out.joinpath(*p)) if out is not None else (lambda *p: None)
     if out is not None:
         _check_run_key(out, cfg, n_test, task)
@@ -248,8 +255,8 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     ffid.units = task.units
     tuned = None
     if "ffid" in methods:
-        tuned = ffid.finetune(model, (task.x_train, task.y_train), out_dir=sub("models", f"finetuned_beta{cfg.beta}"),
-                              **task.finetune)
+        tuned = ffid.finetune(model, (task.x_train, task.y_train),
+                              out_dir=sub("models", evaluator_folder(cfg.beta, task.units)), **task.finetune)
     timings["train_models_s"] = time.perf_counter() - t
     models = _model_report(model, tuned, x_test, y_test, task, cfg)
 
@@ -283,14 +290,14 @@ def _run(cfg: BenchmarkConfig, out_dir: str | Path | None, task: Task | None, ev
     t = time.perf_counter()
     method_list = list(methods) + (["ffid_orig"] if cfg.original_explanations and tuned is not None else [])
     records = []
-    for seed in range(cfg.seeds):
+    for seed in cfg.seed_range():
         for e in explainers:
             for method in method_list:
                 eval_model, base_scores = _model_and_scores(method, e, model, tuned, roar_models, scores_orig,
                                                             scores_tuned)
                 for ni, noise in enumerate(cfg.noises):
                     key = sub("curves", f"seed{seed}", e, method, f"noise{noise:.2f}.json")
-                    attributions = degrade(base_scores, noise, seed=seed * 1000 + ni)
+                    attributions = degrade(base_scores, noise, seed=seed * 1000 + ni, groups=groups)
                     records.append(_curve(cfg, method, seed, eval_model, x_test, y_test, attributions, task, key,
                                           explainer=e, noise=noise))
         if cfg.random_baseline:
@@ -367,6 +374,8 @@ def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: to
     metric.units = task.units
     metric.progress = False
     params = {**metric.get_params(), "n_inputs": int(x.shape[0])}
+    if task.degrade_groups is not None:  # copies degraded within groups are other curves than copies degraded across
+        params["degrade_within_groups"] = True
     if key is not None and key.exists():
         try:
             cached = json.loads(key.read_text())
@@ -380,6 +389,8 @@ def _curve(cfg: BenchmarkConfig, method: str, seed: int, model: nn.Module, x: to
     rec = {"seed": seed, "explainer": explainer, "method": method, "noise": noise,
            "fid_plus": res.fid_plus.tolist(), "fid_minus": res.fid_minus.tolist(),
            "auc_plus": res.auc_plus, "auc_minus": res.auc_minus, "params": params}
+    per_plus, per_minus = res.per_sample_auc()  # per test input: standard errors and paired comparisons
+    rec.update(auc_plus_per_input=per_plus.tolist(), auc_minus_per_input=per_minus.tolist())
     if key is not None and world()[0] == 0:
         atomic.write_json(key, rec)
     rec.pop("params")

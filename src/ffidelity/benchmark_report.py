@@ -100,7 +100,7 @@ def _random_checks(result: BenchmarkResult) -> list[str]:
 
 def _curve_figure(result: BenchmarkResult, explainer: str, method: str) -> plt.Figure:
     c = result.curves
-    g = c[(c["explainer"] == explainer) & (c["method"] == method) & (c["seed"] == 0)]
+    g = c[(c["explainer"] == explainer) & (c["method"] == method) & (c["seed"] == c["seed"].min())]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
     cmap = plt.get_cmap("viridis")
     noises = sorted(g["noise"].unique())

@@ -255,8 +255,10 @@ class Fidelity:
         return torch.cat(outs)
 
     @staticmethod
-    def _call(model: nn.Module, x: torch.Tensor, device: torch.device, what: str) -> torch.Tensor:
-        logits = logits_of(model(x.to(device))).float()
+    def _call(model: nn.Module, x: torch.Tensor, device: torch.device, what: str,
+              forward: Any = None) -> torch.Tensor:
+        """Logits of ``model`` on ``x`` (or of ``forward(x)``), checked for shape and finiteness."""
+        logits = logits_of(model(x.to(device)) if forward is None else forward(x.to(device))).float()
         if logits.ndim != 2:
             raise ValueError(f"the model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
         if not torch.isfinite(logits).all():
@@ -282,14 +284,15 @@ class Fidelity:
         """Mean masked score per (input, sparsity) for the plus and minus sides."""
         n, d = scores.shape
         s = torch.as_tensor(self.sparsity_grid(), dtype=torch.float64)
-        n_s, n_draw = s.numel(), int(self.n_samples)
-        tasks = n_s * 2 * n_draw  # task t -> (sparsity t // (2 N), side (t // N) % 2, draw t % N)
-
         pos = _rank_positions(scores, valid, self.seed, index_offset)  # (n, d); invalid slots get d
         d_valid = valid.sum(1)  # (n,)
         k = torch.floor(s[None, :] * d_valid[:, None].double() + 0.5).long()  # (n, S)
         rate_plus, rate_minus = self.rates(k, d_valid[:, None].expand_as(k))
         rate = torch.stack([rate_plus, rate_minus], dim=2)  # (n, S, 2)
+        n_s, n_draw = s.numel(), int(self.n_samples)
+        if not ((rate > 0) & (rate < 1)).any():  # every removal certain: the N copies would be identical
+            n_draw = 1
+        tasks = n_s * 2 * n_draw  # task t -> (sparsity t // (2 N), side (t // N) % 2, draw t % N)
 
         # the candidates of (input, sparsity, side) are the units ranked in [lo, hi): the top k for Fid+, the
         # other valid units for Fid-; a candidate is removed when its uniform draw falls below the rate
@@ -312,10 +315,12 @@ class Fidelity:
         keep_buf = np.empty((rows, d), dtype=bool)
         bufs: dict[str, torch.Tensor] = {}
         np_bufs: dict[str, np.ndarray] = {}  # draws and thresholds per copy, for short runs only
-        out_bufs = [torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype) for _ in range(2)]
+        in_model = bool(getattr(units, "removes_in_model", False))  # e.g. tokens dropped from the sequence
+        out_bufs = [] if in_model else [torch.empty((rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype) for _ in range(2)]
 
-        def build(chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-            """The masked batch of chunk ``chunk`` and its (input, sparsity, side) indices."""
+        def build(chunk: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+            """The masked batch of chunk ``chunk`` and its (input, sparsity, side) indices. With removal inside
+            the model the batch is ``(distinct inputs, input of each copy, keep mask)`` instead."""
             start = chunk * self.batch_size
             flat = torch.arange(start, min(start + self.batch_size, total))
             c = flat.numel()
@@ -355,6 +360,9 @@ class Fidelity:
             for r in np.flatnonzero(always_exact[runs_np]):  # rate 1 beside random draws: remove exactly
                 keep_np[ends[r] - lens[r] : ends[r]] &= ~candidate[r]
             keep = torch.from_numpy(keep_np)
+            if in_model:  # the keep buffer is reused by the next chunk: this one keeps a copy
+                uniq, inverse = torch.unique_consecutive(i_idx, return_inverse=True)
+                return (x_cpu[uniq], inverse, keep.clone()), i_idx, j_idx, side
             first, last = int(i_idx[0]), int(i_idx[-1])
             if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
                 x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
@@ -370,7 +378,12 @@ class Fidelity:
 
             def consume(item: tuple[torch.Tensor, ...]) -> None:
                 x_masked, i_idx, j_idx, side = item
-                logits = self._call(model, x_masked, device, "masked inputs")
+                if in_model:
+                    x_u, inverse, keep = x_masked
+                    logits = self._call(model, x_u, device, "masked inputs",
+                                        lambda xd: units.forward_removed(model, xd, inverse.to(device), keep.to(device)))
+                else:
+                    logits = self._call(model, x_masked, device, "masked inputs")
                 sc = self._score(logits, targets[i_idx])
                 sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
                 advance(i_idx.numel())

@@ -56,15 +56,28 @@ def finetune_random_masks(model: nn.Module, train_data: Any, *, units: Units, be
                           **kwargs: Any) -> nn.Module:
     """Returns a copy of ``model`` fine-tuned on inputs with ``floor(beta * D)`` random units removed.
 
-    A fresh mask is drawn for every input at every step. Defaults follow the paper's code (Adam, lr 1e-4,
+    A fresh mask is drawn for every input at every step. With units that remove inside the model
+    (:class:`ffidelity.token_drop.TokenDrop`) the random units are dropped from the token sequence instead. Defaults follow the paper's code (Adam, lr 1e-4,
     weight decay 1e-4, batch 128); with ``val_data`` the checkpoint with the best masked accuracy is returned.
     Other keyword arguments (``val_data``, ``out_dir``, ``seed``, ``progress``, ``accelerator``, ``devices``,
     ``trainer_kwargs``) go to ``ffidelity.training.fit_classifier``.
     """
     if not 0 <= beta <= 1:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if getattr(units, "removes_in_model", False):  # token dropping: the model itself drops random tokens
+        from ffidelity.token_drop import RandomTokenDropping
+
+        wrapped = RandomTokenDropping(model, units, beta)  # type: ignore[arg-type]
+        tuned = fit_classifier(wrapped, train_data, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                               optimizer="adam", batch_size=batch_size, **kwargs)
+        return tuned.model.eval()
     return fit_classifier(model, train_data, epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer="adam",
                           batch_size=batch_size, transform=RandomMasking(units, beta), **kwargs)
+
+
+def evaluator_folder(beta: float, units: Units) -> str:
+    """Folder name of a cached fine-tuned evaluator: one per beta and removal kind (fill or token dropping)."""
+    return f"finetuned_beta{beta}" + ("_drop" if getattr(units, "removes_in_model", False) else "")
 
 
 def masked_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, units: Units, beta: float,
@@ -77,7 +90,12 @@ def masked_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, units: U
     with torch.inference_mode():
         for s in range(0, x.shape[0], batch_size):
             xb = x[s : s + batch_size]
-            logits = logits_of(model(mask_random_units(xb, units, beta, gen)))
+            if getattr(units, "removes_in_model", False):
+                from ffidelity.token_drop import random_drop_forward
+
+                logits = logits_of(random_drop_forward(model, units, xb, beta, gen))
+            else:
+                logits = logits_of(model(mask_random_units(xb, units, beta, gen)))
             correct += int((logits.argmax(-1).cpu() == y[s : s + batch_size]).sum())
     model.train(was_training)
     return correct / max(1, x.shape[0])

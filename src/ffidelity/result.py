@@ -57,6 +57,14 @@ class FidelityResult:
         return float(np.trapezoid(self.fid_minus, self.sparsities)) if len(self.sparsities) > 1 else float(
             self.fid_minus[0])
 
+    def per_sample_auc(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-input areas under the Fid+ and Fid- curves (their means are ``auc_plus``, ``auc_minus``), for
+        standard errors and paired comparisons."""
+        if len(self.sparsities) > 1:
+            return (np.trapezoid(self.per_sample_plus, self.sparsities, axis=1),
+                    np.trapezoid(self.per_sample_minus, self.sparsities, axis=1))
+        return self.per_sample_plus[:, 0].copy(), self.per_sample_minus[:, 0].copy()
+
     def to_frame(self) -> pd.DataFrame:
         """A table with one row per sparsity: fid_plus, fid_minus and their standard errors."""
         import pandas as pd

@@ -34,6 +34,8 @@ class Task:
         explainers: the default base explainers for the controlled experiment.
         explainer_kwargs: per-explainer options (e.g. fewer IG steps in quick mode).
         ground_truth: optional (N_test, D) bool masks of the truly relevant units (synthetic sets).
+        degrade_groups: optional (N_test, D) integer labels; the controlled experiment's degraded copies then
+            permute scores only within each group (see ``ffidelity.explainers.degrade``), e.g. per modality.
         info: free-form description saved with results.
     """
 
@@ -50,6 +52,7 @@ class Task:
     explainers: tuple[str, ...] = ("sg_sq", "gradcam")
     explainer_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     ground_truth: torch.Tensor | None = None
+    degrade_groups: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 

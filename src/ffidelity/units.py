@@ -54,6 +54,18 @@ class Units:
         """
         return self.remove(inputs, keep)
 
+    #: True when units are removed inside the model (``forward_removed``), e.g. tokens dropped from a
+    #: transformer's sequence (:class:`ffidelity.token_drop.TokenDrop`), rather than in the input (``remove``)
+    removes_in_model: bool = False
+
+    def forward_removed(self, model: torch.nn.Module, inputs: torch.Tensor, rows: torch.Tensor,
+                        keep: torch.Tensor) -> torch.Tensor:
+        """The model's output on ``inputs[rows[r]]`` with the units where ``keep[r]`` is False removed.
+
+        The default builds the removed inputs with ``remove``; units that remove inside the model override it.
+        """
+        return model(self.remove(inputs[rows], keep))
+
     def describe(self) -> dict:
         """A JSON-able description saved with every result."""
         return {"kind": type(self).__name__}

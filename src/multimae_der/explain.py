@@ -65,6 +65,11 @@ class EmotionLogits(nn.Module):
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def token_model(self) -> nn.Module:
+        """The HF classifier this module calls as ``model(pixel_values=x).logits`` (for token dropping)."""
+        return self.model
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).logits
 

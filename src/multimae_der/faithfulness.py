@@ -33,21 +33,45 @@ import torch
 from ffidelity import atomic
 from ffidelity.benchmark import METHOD_NAMES, BenchmarkConfig, BenchmarkResult, run
 from ffidelity.engine import Fidelity
+from ffidelity.finetune import evaluator_folder
 from ffidelity.tasks import Task
-from ffidelity.video_units import VideoUnits
+from ffidelity.token_drop import TokenDrop
+from ffidelity.units import Units
+from ffidelity.video_units import GroupUnits, VideoUnits
 from multimae_der.explain import EmotionLogits, FusedClips, explain_items, fuse_items
 from multimae_der.fusion import MODALITIES
 from multimae_der.model import build_classifier
-from multimae_der.provenance import modality_units, project_to_fused
+from multimae_der.provenance import modality_labels, modality_units, project_to_fused
 from multimae_der.run import Run, load_run, model_config
 
-#: settings of the quick experiment (about a minute or two on 2 CPU cores with the tiny model).
-QUICK = {"n_test": 8, "n_train": 24, "sparsities": (0.1, 0.3, 0.5, 0.7), "n_samples": 2,
-         "noises": (0.0, 0.5, 1.0), "methods": ("fid", "ffid"), "explainers": ("saliency", "vit_gradcam"),
-         "finetune_epochs": 2}
-FULL = {"n_test": 48, "n_train": 256, "sparsities": None, "n_samples": 20,
-        "noises": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "methods": ("fid", "rfid", "ffid"),
-        "explainers": ("sg_sq", "vit_gradcam", "saliency"), "finetune_epochs": 5}
+#: degraded copies at least this noisy are the ones the true explanation must beat ("wins_strong")
+STRONG_NOISE = 0.6
+
+#: sizes of the quick experiment (a minute or two on 2 CPU cores with the tiny model).
+QUICK = {"n_test": 24, "n_train": 192, "n_samples": 10, "noises": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+         "methods": ("fid", "ffid"), "explainers": ("saliency", "vit_gradcam"), "finetune_epochs": 3, "seeds": 1}
+#: sizes of the full experiment.
+FULL = {"n_test": 48, "n_train": 256, "n_samples": 20, "noises": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        "methods": ("fid", "rfid", "ffid"), "explainers": ("saliency", "integrated_gradients", "sg_sq", "vit_gradcam"),
+        "finetune_epochs": 5, "seeds": 3}
+
+#: metric settings. ``recommended``, from the study in docs/results/emotion-faithfulness (token dropping, the
+#: evaluator fine-tuned on random token drops, whole-explanation removal, LeRF keeping only the explanation,
+#: small explanation sizes); ``paper``, F-Fidelity as published (mean-colour filling, beta 0.1, alpha 0.5).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "recommended": {"removal": "drop", "unit": "token", "alpha_plus": 1.0, "alpha_minus": 1.0, "beta": 0.5,
+                    "beta_minus": 1.0, "mode": "prob", "sparsities": (0.05, 0.1, 0.2, 0.3, 0.5)},
+    "paper": {"removal": "fill", "unit": "token", "alpha_plus": 0.5, "alpha_minus": 0.5, "beta": 0.1,
+              "beta_minus": None, "mode": "prob", "sparsities": None},
+}
+
+
+#: how a unit is removed: ``fill`` replaces its pixels with the mean colour (0 after normalisation), ``drop``
+#: leaves its tokens out of the encoder's sequence (:class:`ffidelity.TokenDrop`, in distribution for VideoMAE)
+REMOVALS = ("fill", "drop")
+#: what a unit is: one encoder token (a tube), a fused frame pair (``tubelet_size`` whole frames: a video frame
+#: pair or an audio-window pair with FSLF), or a whole modality (every video- / audio-derived pixel)
+UNIT_KINDS = ("token", "frame", "modality")
 
 
 def video_units(run: Run) -> VideoUnits:
@@ -56,21 +80,68 @@ def video_units(run: Run) -> VideoUnits:
     return VideoUnits(tubelet=int(mc["tubelet_size"]), patch=int(mc["patch_size"]), reference=0.0)
 
 
-def ground_truth_scores(fused: FusedClips, items: Sequence[Mapping[str, Any]], units: VideoUnits) -> torch.Tensor | None:
-    """The true explanation as unit scores ``(N, D)``: the area of the true cue pixels inside each tube.
+def emotion_units(run_: Run, removal: str = "fill", unit: str = "token",
+                  fused: Sequence[FusedClips] = ()) -> Units:
+    """The units of the emotion experiment: ``unit`` (see :data:`UNIT_KINDS`) removed by ``removal``.
 
-    The cue masks (``gt_video`` (T, S, S), ``gt_audio`` (N, S, S)) are placed onto the fused frames with
-    :func:`~multimae_der.provenance.project_to_fused` (so CFAS halves, SFAS weights and RFAS orders are
-    honoured) and summed per tube. ``None`` when a clip has no ground truth.
+    Args:
+        fused: every batch of clips the units will see (test and fine-tuning clips), needed for ``modality``
+            units when the fusion layout differs between clips (RFAS).
+    """
+    if removal not in REMOVALS:
+        raise ValueError(f"removal must be one of {REMOVALS}, got {removal!r}")
+    if unit not in UNIT_KINDS:
+        raise ValueError(f"unit must be one of {UNIT_KINDS}, got {unit!r}")
+    tokens = video_units(run_)
+    if unit == "token":
+        units: Units = tokens
+    elif unit == "frame":
+        units = VideoUnits(tubelet=tokens.tubelet, patch=run_.image_size, reference=0.0)
+    else:
+        layouts = [lay for f in fused for lay in f.layouts]
+        inputs = torch.cat([f.inputs for f in fused]) if fused else None
+        units = modality_units(layouts, inputs)
+    if removal == "fill":
+        return units
+    return TokenDrop(units, tokens=None if unit == "token" else tokens)
+
+
+def ground_truth_scores(fused: FusedClips, items: Sequence[Mapping[str, Any]], units: Units) -> torch.Tensor | None:
+    """The true explanation as unit scores ``(N, D)``: each unit's share of each modality's cue pixels.
+
+    The cue masks (``gt_video`` (T, S, S), ``gt_audio`` (N, S, S)) are placed onto the fused frames one
+    modality at a time with :func:`~multimae_der.provenance.project_to_fused` (so CFAS halves, SFAS weights and
+    RFAS orders are honoured) and summed per unit. Each modality's sums are divided by that modality's total,
+    so the video cue and the audio cue weigh the same: SynthAV's class needs both (each alone decides at most
+    half of the classes), and a ranking by raw pixel area would put every video cue tube (the mouth and brows
+    fill more of a tube than the voiced harmonics do) above every audio one, an explanation that keeps one
+    modality and loses the class. ``None`` when a clip has no ground truth.
     """
     if not all("gt_video" in it and "gt_audio" in it for it in items):
         return None
-    maps = []
-    for it, layout in zip(items, fused.layouts, strict=True):
-        gt = {"video": torch.as_tensor(np.asarray(it["gt_video"])).float(),
-              "audio": torch.as_tensor(np.asarray(it["gt_audio"])).float()}
-        maps.append(project_to_fused(layout, gt))
-    return units.scores(torch.stack(maps), fused.inputs)  # (N, F, S, S) = already summed over channels
+    total = None
+    for modality in MODALITIES:
+        maps = []
+        for it, layout in zip(items, fused.layouts, strict=True):
+            maps.append(project_to_fused(layout, {modality: torch.as_tensor(np.asarray(it[f"gt_{modality}"])).float()}))
+        part = units.scores(torch.stack(maps), fused.inputs).double()  # maps (N, F, S, S): summed over channels
+        part = part / part.sum(1, keepdim=True).clamp(min=1e-12)
+        total = part if total is None else total + part
+    return total.float()
+
+
+def modality_groups(fused: FusedClips, units: Units) -> torch.Tensor | None:
+    """Long ``(N, D)``: the modality (0 video, 1 audio) holding most of each unit's pixels, for degrading
+    explanations within each modality; ``None`` when the fusion mixes both in every pixel (SFAS) or a unit is
+    a whole modality (nothing to permute within)."""
+    if isinstance(units, GroupUnits) or isinstance(getattr(units, "units", None), GroupUnits):
+        return None
+    try:
+        labels = torch.stack([modality_labels(lay) for lay in fused.layouts])  # (N, F, S, S)
+    except ValueError:
+        return None
+    mass = torch.stack([units.scores((labels == m).float(), fused.inputs) for m in (0, 1)])  # (2, N, D)
+    return mass.argmax(0)
 
 
 def _balanced(indices: Sequence[int], labels: Sequence[int] | None, n: int | None) -> list[int]:
@@ -106,7 +177,8 @@ def default_split(dataset: Any, fold: int = 0) -> tuple[list[int], list[int]]:
 
 def emotion_task(run_: Run, dataset: Any, test_indices: Sequence[int], train_indices: Sequence[int], *,
                  quick: bool = True, explainers: Sequence[str] | None = None, finetune_epochs: int | None = None,
-                 lr: float = 1e-4) -> tuple[Task, list[Mapping[str, Any]], FusedClips]:
+                 lr: float = 1e-4, removal: str = "fill", unit: str = "token", degrade: str = "modality"
+                 ) -> tuple[Task, list[Mapping[str, Any]], FusedClips]:
     """The emotion model as a benchmark task over clips of ``dataset``.
 
     Args:
@@ -116,6 +188,10 @@ def emotion_task(run_: Run, dataset: Any, test_indices: Sequence[int], train_ind
         quick: smaller settings.
         explainers: base explainers of the controlled experiment.
         finetune_epochs, lr: the fine-tuning schedule (Adam, weight decay 1e-4, as the paper's code).
+        removal, unit: how a unit is removed and what it is (see :func:`emotion_units`).
+        degrade: ``modality``: the degraded copies permute scores within each modality (they keep the
+            explainer's balance between video and audio, see :func:`modality_groups`); ``all``: across all
+            units, as the paper does for images.
 
     Returns:
         The task, the test items (with their ground truth) and the fused test clips (with layouts).
@@ -130,9 +206,10 @@ def emotion_task(run_: Run, dataset: Any, test_indices: Sequence[int], train_ind
     train = fuse_items(run_, [dataset[i] for i in train_indices])
     if test.labels is None or train.labels is None:
         raise ValueError("the F-Fidelity experiment needs labelled clips")
-    units = video_units(run_)
+    units = emotion_units(run_, removal, unit, (test, train))
     gt = ground_truth_scores(test, test_items, units)
     mcfg = model_config(run_.config)
+    tok = video_units(run_)
     names = list(explainers or preset["explainers"])
     epochs = int(finetune_epochs or preset["finetune_epochs"])
     task = Task(
@@ -145,13 +222,22 @@ def emotion_task(run_: Run, dataset: Any, test_indices: Sequence[int], train_ind
         explainers=tuple(names),
         explainer_kwargs={"sg_sq": {"n_steps": 8, "nt_samples": 4, "internal_batch_size": 32},
                           "integrated_gradients": {"n_steps": 16, "internal_batch_size": 32},
-                          "occlusion": {"window": (units.tubelet, units.patch, units.patch), "channel_dim": 2}},
+                          "occlusion": {"window": (tok.tubelet, tok.patch, tok.patch), "channel_dim": 2}},
         ground_truth=None if gt is None else gt > 0,
+        degrade_groups=modality_groups(test, units) if degrade == "modality" else None,
         info={"run": str(run_.path), "fusion": run_.fusion["strategy"], "classes": run_.class_names,
               "test_indices": [int(i) for i in test_indices], "n_train_finetune": len(train_indices),
-              "unit": f"one encoder token: {units.tubelet} frames x {units.patch}x{units.patch} pixels"},
+              "unit": _describe_unit(unit, tok, run_.image_size), "removal": removal, "degrade": degrade},
     )
     return task, test_items, test
+
+
+def _describe_unit(unit: str, tok: VideoUnits, size: int) -> str:
+    if unit == "token":
+        return f"one encoder token: {tok.tubelet} frames x {tok.patch}x{tok.patch} pixels"
+    if unit == "frame":
+        return f"one fused frame pair: {tok.tubelet} whole {size}x{size} frames"
+    return "one modality: every video-derived or every audio-derived fused pixel"
 
 
 #: where a faithfulness folder records which run's weights it evaluated (``{"run": ..., "sha1": ...}``).
@@ -194,7 +280,7 @@ def _tuned_model(cfg: BenchmarkConfig, task: Task, out: Path, original: torch.nn
     """The benchmark's fine-tuned evaluator, read back from its cache (same folder, same settings)."""
     metric = cfg.metric("ffid", cfg.model_seed)
     metric.units = task.units
-    return metric.finetune(original, (task.x_train, task.y_train), out_dir=out / "models" / f"finetuned_beta{cfg.beta}",
+    return metric.finetune(original, (task.x_train, task.y_train), out_dir=out / "models" / evaluator_folder(cfg.beta, task.units),
                            progress=False, **task.finetune)
 
 
@@ -213,7 +299,7 @@ def ground_truth_check(result: BenchmarkResult, task: Task, gt_scores: torch.Ten
     y = task.y_test[: gt_scores.shape[0]]
     x = task.x_test[: gt_scores.shape[0]]
     rows = []
-    for seed in range(cfg.seeds):
+    for seed in cfg.seed_range():
         for method in dict.fromkeys(result.curves["method"]):
             if method not in ("fid", "rfid", "ffid"):
                 continue
@@ -232,17 +318,52 @@ def ground_truth_check(result: BenchmarkResult, task: Task, gt_scores: torch.Ten
         if method not in set(areas["method"]):
             continue
         truth = areas[areas["method"] == method].set_index("seed")
-        plus = [bool(truth.loc[r.seed, "morf_area"] > r.auc_plus) for r in g.itertuples()]
-        minus = [bool(truth.loc[r.seed, "lerf_area"] < r.auc_minus) for r in g.itertuples()]
-        both = [p and m for p, m in zip(plus, minus, strict=True)]
-        comps.append({"method": method, "explainer": explainer, "copies": len(plus), "morf_higher": sum(plus),
-                      "lerf_lower": sum(minus), "both": sum(both),
+        plus = np.array([truth.loc[r.seed, "morf_area"] > r.auc_plus for r in g.itertuples()], bool)
+        minus = np.array([truth.loc[r.seed, "lerf_area"] < r.auc_minus for r in g.itertuples()], bool)
+        strong = g["noise"].to_numpy() >= STRONG_NOISE
+        comps.append({"method": method, "explainer": explainer, "copies": int(plus.size),
+                      "morf_higher": int(plus.sum()), "lerf_lower": int(minus.sum()), "both": int((plus & minus).sum()),
+                      "strong_copies": int(strong.sum()), "strong_both": int((plus & minus & strong).sum()),
                       "best_copy_morf_area": float(g["auc_plus"].max()), "best_copy_lerf_area": float(g["auc_minus"].min())})
     comp = pd.DataFrame(comps)
-    wins = {m: float(g["both"].sum() / max(1, g["copies"].sum())) for m, g in comp.groupby("method", sort=False)} \
-        if len(comp) else {}
+    wins, wins_strong = {}, {}
+    for m, g in (comp.groupby("method", sort=False) if len(comp) else ()):
+        wins[m] = float(g["both"].sum() / max(1, g["copies"].sum()))
+        wins_strong[m] = float(g["strong_both"].sum() / g["strong_copies"].sum()) if g["strong_copies"].sum() else None
     return {"areas": areas.drop(columns=["fid_plus", "fid_minus"]).to_dict(orient="records"),
-            "curves": rows, "comparisons": comp.to_dict(orient="records"), "wins": wins}
+            "curves": rows, "comparisons": comp.to_dict(orient="records"), "wins": wins,
+            "wins_strong": wins_strong, "strong_noise": STRONG_NOISE}
+
+
+def morf_signal(result: BenchmarkResult) -> dict[str, dict[str, Any]]:
+    """Per method: how far the best explainer's MoRF area stands above the random explainer's.
+
+    For each seed, the explainer with the largest mean noise-0 MoRF area is compared with the random explainer
+    clip by clip (paired: the same clips and draws); the signal is the mean difference divided by its standard
+    error over all (seed, clip) pairs. A metric whose signal is a few standard errors cannot tell a good
+    explanation from a random one.
+    """
+    c = result.curves
+    if "auc_plus_per_input" not in c.columns:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for method, g in c[c["noise"] == 0].groupby("method", sort=False):
+        diffs, best_names = [], []
+        for _seed, gs in g.groupby("seed"):
+            rand = gs[gs["explainer"] == "random"]
+            expl = gs[gs["explainer"] != "random"]
+            if rand.empty or expl.empty or rand["auc_plus_per_input"].isna().any():
+                continue
+            best = expl.loc[expl["auc_plus"].idxmax()]
+            best_names.append(str(best["explainer"]))
+            diffs.append(np.asarray(best["auc_plus_per_input"]) - np.asarray(rand.iloc[0]["auc_plus_per_input"]))
+        if not diffs:
+            continue
+        d = np.concatenate(diffs)
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+        out[method] = {"best": max(set(best_names), key=best_names.count), "difference": float(d.mean()),
+                       "se": se, "signal_se": float(d.mean() / se) if se > 0 else float("inf"), "pairs": int(d.size)}
+    return out
 
 
 def modality_check(run_: Run, items: Sequence[Mapping[str, Any]], fused: FusedClips,
@@ -310,15 +431,21 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
                       fold: int = 0, test_indices: Sequence[int] | None = None,
                       train_indices: Sequence[int] | None = None, n_test: int | None = None,
                       n_train: int | None = None, explainers: Sequence[str] | None = None,
-                      progress: bool = False, **overrides: Any) -> EmotionBenchmarkResult:
+                      progress: bool = False, setting: str = "recommended", removal: str | None = None,
+                      unit: str | None = None, degrade: str = "modality", modality: bool = True,
+                      **overrides: Any) -> EmotionBenchmarkResult:
     """The controlled experiment on the emotion model, the ground-truth check and the modality check.
 
     Args:
         run_dir: a trained run folder (or a loaded :class:`Run`); its weights are the "original" model.
         dataset: contract items; with SynthAV ground truth the true explanation is scored too.
         out: output folder (benchmark cache and reports; rerunning resumes). Must not hold another model's run.
-        quick: :data:`QUICK` settings (8 test clips, 4 sparsities, N = 2, 3 noise levels, Fid and F-Fid, saliency
-            and vit_gradcam) instead of :data:`FULL`.
+        quick: :data:`QUICK` sizes (24 test clips, N = 10, one seed, Fid and F-Fid, saliency and vit_gradcam)
+            instead of :data:`FULL`.
+        setting: the metric setting, ``recommended`` or ``paper`` (see :data:`SETTINGS`); ``removal``, ``unit``
+            and ``overrides`` change single parts of it.
+        degrade: how the controlled experiment degrades explanations (see :func:`emotion_task`).
+        modality: also run the modality check.
         fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (0-based) as test and the other
             folds (fine-tuning), cut to ``n_test`` / ``n_train`` clips with classes in turn.
         explainers: base explainers (default the preset's).
@@ -338,10 +465,21 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
     labels = getattr(dataset, "labels", None)
     te = _balanced(te, labels, n_test or preset["n_test"])
     tr = _balanced(tr, labels, n_train or preset["n_train"])
-    task, items, fused = emotion_task(run_, dataset, te, tr, quick=quick, explainers=explainers)
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
+    metric_kw = dict(SETTINGS[setting])
+    removal = removal or metric_kw.pop("removal")
+    unit = unit or metric_kw.pop("unit")
+    metric_kw.pop("removal", None), metric_kw.pop("unit", None)
+    if setting == "paper" and metric_kw["sparsities"] is None and quick:
+        metric_kw["sparsities"] = (0.1, 0.3, 0.5, 0.7)
+    task, items, fused = emotion_task(run_, dataset, te, tr, quick=quick, explainers=explainers,
+                                      finetune_epochs=overrides.get("finetune_epochs"), removal=removal, unit=unit,
+                                      degrade=degrade)
     cfg_kw: dict[str, Any] = {"dataset": task.name, "explainers": task.explainers, "methods": preset["methods"],
-                              "seeds": 1 if quick else 3, "noises": preset["noises"], "sparsities": preset["sparsities"],
-                              "n_test": len(te), "n_samples": preset["n_samples"], "mode": "prob", "batch_size": 32,
+                              "seeds": preset["seeds"], "noises": preset["noises"], **metric_kw,
+                              "finetune_epochs": preset["finetune_epochs"],
+                              "n_test": len(te), "n_samples": preset["n_samples"], "batch_size": 32,
                               "original_explanations": not quick, "quick": quick, "progress": progress,
                               # a base explainer named "random" would collide with the random baseline's rows
                               "random_baseline": "random" not in task.explainers}
@@ -356,9 +494,10 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
         models["finetuned"] = _tuned_model(cfg, task, out, original)
     gt_scores = ground_truth_scores(fused, items, task.units)
     gt = ground_truth_check(result, task, gt_scores, models) if gt_scores is not None else None
-    modality = modality_check(run_, items, fused, models, [e for e in task.explainers if e != "random"])
+    modality_res = modality_check(run_, items, fused, models, [e for e in task.explainers if e != "random"]) \
+        if modality else None
     full = EmotionBenchmarkResult(**{f.name: getattr(result, f.name) for f in fields(BenchmarkResult)},
-                                  ground_truth=gt, modality=modality)
+                                  ground_truth=gt, modality=modality_res)
     full.timings["checks_s"] = time.perf_counter() - t0 - result.timings.get("total_s", 0.0)
     full.timings["emotion_total_s"] = time.perf_counter() - t0
     write_emotion_report(full, task)
@@ -374,7 +513,7 @@ def write_emotion_report(result: EmotionBenchmarkResult, task: Task) -> None:
         return
     summary = {"task": {k: v for k, v in task.info.items()}, "models": result.models, "timings_s": result.timings,
                "summary": result.summary(), "verdicts": result.verdicts(), "ground_truth": result.ground_truth,
-               "modality": result.modality}
+               "signal": morf_signal(result), "modality": result.modality}
     atomic.write_json(out / "emotion.json", summary)
     rep = HtmlReport(f"F-Fidelity on the emotion model ({task.info['fusion'].upper()})", out)
     rep.paragraph(f"Units: {task.info['unit']}. {len(task.y_test)} test clips; fine-tuning on "

@@ -129,11 +129,24 @@ def register(app: typer.Typer) -> None:
                                                                              "(default: preset).")] = None,
                          n_samples: Annotated[int | None, typer.Option(help="Monte-Carlo samples N.")] = None,
                          seeds: Annotated[int | None, typer.Option(help="Degradation seeds.")] = None,
-                         mode: Annotated[str, typer.Option(help="prob or acc.")] = "prob",
+                         mode: Annotated[str | None, typer.Option(help="prob or acc (default: the setting's).")]
+                         = None,
+                         paper: Annotated[bool, typer.Option("--paper", help="The paper's setting (mean-colour "
+                                                                             "filling, beta 0.1, alpha 0.5) instead "
+                                                                             "of the recommended one.")] = False,
+                         removal: Annotated[str | None, typer.Option(help="drop (tokens left out of the encoder) "
+                                                                          "or fill (mean colour).")] = None,
+                         unit: Annotated[str | None, typer.Option(help="token, frame or modality.")] = None,
+                         beta: Annotated[float | None, typer.Option(help="Fine-tuning ratio and MoRF cap.")] = None,
+                         beta_minus: Annotated[float | None, typer.Option(help="LeRF (complement) cap.")] = None,
+                         alpha_plus: Annotated[float | None, typer.Option(help="MoRF removal rate.")] = None,
+                         alpha_minus: Annotated[float | None, typer.Option(help="LeRF removal rate.")] = None,
                          progress: ProgressOpt = True) -> None:
         """F-Fidelity's controlled experiment on the emotion model, plus the ground-truth and modality checks.
 
         Test clips: fold K's (default: the run's held-out fold); the other folds' clips fine-tune the evaluator.
+        The metric setting is the recommended one (token dropping; see the README's emotion faithfulness study)
+        unless --paper is given; single options override parts of either.
         """
         from multimae_der.faithfulness import emotion_benchmark
 
@@ -141,10 +154,13 @@ def register(app: typer.Typer) -> None:
         if test is None:
             console.print("[yellow]the run records no held-out fold: testing on the first fold, which the run may "
                           "have trained on (pass --fold K for held-out clips)[/]", soft_wrap=True)
-        overrides = {k: v for k, v in {"n_samples": n_samples, "seeds": seeds}.items() if v is not None}
+        overrides = {k: v for k, v in {"n_samples": n_samples, "seeds": seeds, "mode": mode, "beta": beta,
+                                       "beta_minus": beta_minus, "alpha_plus": alpha_plus,
+                                       "alpha_minus": alpha_minus}.items() if v is not None}
         res = emotion_benchmark(run, data, out, quick, test_indices=test, train_indices=train, n_test=n_test,
                                 n_train=n_train, explainers=_names(explainers) if explainers else None,
-                                progress=progress, mode=mode, **overrides)
+                                progress=progress, setting="paper" if paper else "recommended", removal=removal,
+                                unit=unit, **overrides)
         for line in res.verdicts():
             console.print(line, soft_wrap=True)
         if res.ground_truth is not None:
