@@ -17,8 +17,9 @@ Settings, one knob changed at a time from the recommended one:
   complement cap 1 (LeRF keeps only the explanation), probability mode, sparsities 0.05-0.5, one encoder
   token per unit;
 * ``paper``: the paper's setting (pixels filled with the mean colour, beta 0.1 on both sides, alpha 0.5);
-* alpha+, alpha-, beta, complement cap, accuracy mode, N, fine-tuning epochs, unit (frame pair, modality),
-  removal by filling, and both removals without fine-tuning (R-Fidelity on the original model).
+* alpha+, alpha-, beta, complement cap, accuracy mode, N (at alpha 0.8, where draws differ), fine-tuning
+  epochs, unit (frame pair, modality), removal by filling, both removals without fine-tuning (R-Fidelity on the
+  original model), and the degraded copies permuted across modalities instead of within each.
 
 Writes ``results.json``, ``table.csv``, ``report.html`` and curve PNGs under ``--out`` (default
 ``docs/results/emotion-faithfulness``); models and curve caches go to ``--work`` and reruns reuse them.
@@ -29,6 +30,7 @@ Writes ``results.json``, ``table.csv``, ``report.html`` and curve PNGs under ``-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -48,17 +50,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "recommended": {},
     "paper": PAPER,
     "alpha+ 0.5": {"alpha_plus": 0.5},
-    "alpha+ 0.8": {"alpha_plus": 0.8},
     "alpha- 0.5": {"alpha_minus": 0.5},
-    "alpha- 0.8": {"alpha_minus": 0.8},
+    "alpha+- 0.8": {"alpha_plus": 0.8, "alpha_minus": 0.8},
     "beta 0.1": {"beta": 0.1},
     "beta 0.2": {"beta": 0.2},
     "beta 0.3": {"beta": 0.3},
     "beta 0.9": {"beta": 0.9},
     "cap = beta": {"beta_minus": None},
     "accuracy mode": {"mode": "acc"},
-    "N 5": {"n_samples": 5, "alpha_plus": 0.8, "alpha_minus": 0.8},
-    "N 20": {"n_samples": 20, "alpha_plus": 0.8, "alpha_minus": 0.8},
+    "alpha+- 0.8 with N 20": {"n_samples": 20, "alpha_plus": 0.8, "alpha_minus": 0.8},
     "1 fine-tuning epoch": {"finetune_epochs": 1},
     "6 fine-tuning epochs": {"finetune_epochs": 6},
     "unit: frame pair": {"unit": "frame"},
@@ -67,7 +67,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "drop without fine-tuning": {"method": "rfid"},
     "fill without fine-tuning": {"removal": "fill", "method": "rfid"},
     "degraded across modalities": {"degrade": "all"},
-    "paper, degraded across modalities": {**PAPER, "degrade": "all"},
+    "paper degraded across modalities": {**PAPER, "degrade": "all"},
 }
 MAIN = ("recommended", "paper")  # run with every explainer and every seed
 EXPLAINERS = ("saliency", "integrated_gradients", "sg_sq", "vit_gradcam")
@@ -99,12 +99,18 @@ def train_model(work: Path, variant: str, seed: int, progress: bool) -> Path:
 
 def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, n_test: int) -> dict[str, Any]:
     """One (data variant, seed, setting) cell: the controlled experiment and the ground-truth check."""
+    from ffidelity import atomic
     from multimae_der.datasets import build_dataset
     from multimae_der.experiments import held_out_split
     from multimae_der.faithfulness import emotion_benchmark, morf_signal
     from multimae_der.prepare import PrepareConfig
 
+    cache = work / "cells" / f"{variant}-s{seed}-{_slug(name)}.json"
     s = settings(name)
+    if cache.is_file():
+        cell = json.loads(cache.read_text())
+        if cell.get("settings") == json.loads(json.dumps(s)) and cell.get("n_test") == n_test:
+            return cell
     data = build_dataset("ravdess", data_dir / "synthav", cache=data_dir / "cache",
                          config=PrepareConfig(num_frames=16, num_windows=16, image_size=64), progress=False)
     train_idx, test_idx = held_out_split(data.actors, 2)
@@ -124,8 +130,8 @@ def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, 
     gt = res.ground_truth or {}
     comps = [c for c in gt.get("comparisons", []) if c["method"] == m]
     base = res.baseline[res.baseline["method"] == m].set_index("explainer")["morf_area"]
-    return {
-        "variant": variant, "seed": seed, "setting": name, "seconds": seconds,
+    cell = {
+        "variant": variant, "seed": seed, "setting": name, "settings": s, "n_test": n_test, "seconds": seconds,
         "per_explainer": {r.explainer: {"morf": float(r.macro_morf_vs_gt), "lerf": float(r.macro_lerf_vs_gt)}
                           for r in scores.itertuples()},
         "wins": gt.get("wins", {}).get(m), "wins_strong": gt.get("wins_strong", {}).get(m),
@@ -138,6 +144,8 @@ def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, 
         "models": res.models,
         "out": str(res.out_dir),
     }
+    atomic.write_json(cache, cell)
+    return cell
 
 
 def summarize(cells: list[dict[str, Any]]) -> Any:

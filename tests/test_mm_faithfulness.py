@@ -123,3 +123,50 @@ def test_emotion_benchmark_on_a_tiny_run(fslf_run, tmp_path):
     other = write_run(tmp_path / "other", fusion="fslf", seed=1)
     with pytest.raises(ValueError, match="another model"):
         emotion_benchmark(other, data, out, quick=True, n_test=4, n_train=8)
+
+
+def test_emotion_units_of_every_kind(fslf_run):
+    from ffidelity import GroupUnits, TokenDrop
+    from multimae_der.faithfulness import emotion_units, modality_groups
+
+    items = [CueClips(4)[i] for i in range(2)]
+    fused = fuse_items(fslf_run, items)
+    tok = emotion_units(fslf_run, "fill", "token")
+    assert isinstance(tok, VideoUnits) and tok.num_units(fused.inputs) == 32
+    frame = emotion_units(fslf_run, "fill", "frame")
+    assert frame.num_units(fused.inputs) == 8  # 16 fused frames / tubelet 2
+    mod = emotion_units(fslf_run, "fill", "modality", (fused,))
+    assert isinstance(mod, GroupUnits) and mod.num_units(fused.inputs) == 2
+    drop = emotion_units(fslf_run, "drop", "frame")
+    assert isinstance(drop, TokenDrop) and drop.tokens is not None and drop.num_units(fused.inputs) == 8
+    assert emotion_units(fslf_run, "drop", "token").tokens is None
+    with pytest.raises(ValueError, match="removal must be one of"):
+        emotion_units(fslf_run, "blur", "token")
+    with pytest.raises(ValueError, match="unit must be one of"):
+        emotion_units(fslf_run, "fill", "pixel")
+    # FSLF: fused frames 0-7 are audio, 8-15 video; tokens follow the frames (8 tubes in time x 2 x 2)
+    groups = modality_groups(fused, tok)
+    assert groups.tolist() == [[1] * 16 + [0] * 16] * 2
+    assert modality_groups(fused, frame).tolist() == [[1] * 4 + [0] * 4] * 2
+    assert modality_groups(fused, mod) is None  # a unit per modality: nothing to permute within
+
+
+def test_morf_signal_is_the_paired_gap_in_standard_errors():
+    import numpy as np
+    import pandas as pd
+
+    from multimae_der.faithfulness import morf_signal
+
+    rows = [{"seed": 0, "method": "ffid", "explainer": "good", "noise": 0.0, "auc_plus": 2.5,
+             "auc_plus_per_input": [1.0, 2.0, 3.0, 4.0]},
+            {"seed": 0, "method": "ffid", "explainer": "weak", "noise": 0.0, "auc_plus": 0.5,
+             "auc_plus_per_input": [0.5, 0.5, 0.5, 0.5]},
+            {"seed": 0, "method": "ffid", "explainer": "good", "noise": 1.0, "auc_plus": 9.0,
+             "auc_plus_per_input": [9.0, 9.0, 9.0, 9.0]},  # a degraded copy: not an explainer of its own
+            {"seed": 0, "method": "ffid", "explainer": "random", "noise": 0.0, "auc_plus": 0.0,
+             "auc_plus_per_input": [0.0, 0.0, 0.0, 0.0]}]
+    res = type("R", (), {"curves": pd.DataFrame(rows)})()
+    sig = morf_signal(res)["ffid"]
+    se = np.std([1, 2, 3, 4], ddof=1) / 2
+    assert sig["best"] == "good" and sig["pairs"] == 4
+    assert sig["difference"] == pytest.approx(2.5) and sig["signal_se"] == pytest.approx(2.5 / se)

@@ -169,7 +169,17 @@ def stage_explain(out: Path, small: bool) -> dict[str, Any]:
     lines = [f"mean modality share of {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in sh.items())
              for name, sh in share.items()] if isinstance(share, dict) else []
     lines += result.verdicts()
+    from multimae_der.faithfulness import STRONG_NOISE, morf_signal
+
+    for method, sig in morf_signal(result).items():
+        lines.append(f"{method}: the best explainer ({sig['best']}) removes {sig['difference']:+.3f} more probability "
+                     f"than the random explainer when its top units go, {sig['signal_se']:.1f} standard errors "
+                     f"({sig['pairs']} clips)")
     if result.ground_truth:
+        for method, share in (result.ground_truth.get("wins_strong") or {}).items():
+            if share is not None:
+                lines.append(f"{method}: the true explanation beats {share:.0%} of the degraded copies with noise >= "
+                             f"{STRONG_NOISE} on both sides")
         comps = pd.DataFrame(result.ground_truth["comparisons"])
         for method, g in comps.groupby("method", sort=False):
             n = max(1, int(g["copies"].sum()))

@@ -338,12 +338,15 @@ def load_faithfulness(run: Run, folder: str | os.PathLike[str] | None = None, *,
                 continue
             gt = (summary.get(e) or {}).get(m, {}).get("macro_morf_vs_gt")
             rows.append({"explainer": _canonical(e), "method": m, "morf_area": r.get("morf_area"),
-                         "lerf_area": r.get("lerf_area"), "macro_morf_vs_gt": gt})
+                         "lerf_area": r.get("lerf_area"), "macro_morf_vs_gt": gt,
+                         "gap_se": _gap_to_random(saved.get("curves") or [], e, m)})
         cfg = saved.get("config") or {}
         task = saved.get("task") or {}
-        note = (f"From `{results}`: {task.get('n_test_used', '?')} test clips, N = {cfg.get('n_samples', '?')} "
-                f"samples, beta = {cfg.get('beta', '?')}, {len(saved.get('sparsities') or [])} sparsities, "
-                f"mode {cfg.get('mode', '?')}.")
+        removal = {"drop": "tokens dropped from the encoder's sequence",
+                   "fill": "tubes filled with the mean colour"}.get(str(task.get("removal", "fill")), "?")
+        note = (f"From `{results}`: {task.get('n_test_used', '?')} held-out test clips, removal: {removal}, "
+                f"N = {cfg.get('n_samples', '?')} samples, beta = {cfg.get('beta', '?')}, "
+                f"{len(saved.get('sparsities') or [])} sparsities, mode {cfg.get('mode', '?')}.")
         return FaithfulnessView(f, rows, note)
     why = ("; ".join(reasons) + ". ") if reasons else ""
     note = (f"No F-Fidelity results were computed for this model. {why}Compute them with "
@@ -351,6 +354,25 @@ def load_faithfulness(run: Run, folder: str | os.PathLike[str] | None = None, *,
     if folder is not None and not reasons:
         note = f"`{folder}` holds no results.json. " + note
     return FaithfulnessView(None, [], note)
+
+
+def _gap_to_random(curves: list[dict[str, Any]], explainer: str, method: str) -> float | None:
+    """How many standard errors the explainer's MoRF area stands above the random explainer's (paired over the
+    test clips and seeds, noise 0); ``None`` when the results hold no per-clip areas."""
+    def per_input(name: str) -> dict[int, np.ndarray]:
+        return {int(c["seed"]): np.asarray(c["auc_plus_per_input"], float) for c in curves
+                if c.get("explainer") == name and c.get("method") == method and float(c.get("noise", 0)) == 0.0
+                and c.get("auc_plus_per_input") is not None}
+
+    mine, rand = per_input(explainer), per_input("random")
+    seeds = sorted(set(mine) & set(rand))
+    if explainer == "random" or not seeds:
+        return None
+    d = np.concatenate([mine[s] - rand[s] for s in seeds])
+    if d.size < 2 or not np.isfinite(d).all():
+        return None
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    return float(d.mean() / se) if se > 0 else None
 
 
 def _num(v: Any) -> str:
@@ -366,17 +388,20 @@ def faithfulness_markdown(view: FaithfulnessView, explainer: str | None = None) 
     by = {(r["explainer"], r["method"]): r for r in view.rows}
     head = ["explainer"]
     for m in methods:
-        head += [f"{_METHODS[m]}+ area (higher = more faithful)", f"{_METHODS[m]}- area (lower = more faithful)"]
+        head += [f"{_METHODS[m]}+ area (higher = more faithful)", f"{_METHODS[m]}- area (lower = more faithful)",
+                 f"{_METHODS[m]}+ above random (standard errors)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in view.explainers():
         cells = [f"**{e}** (shown)" if e == chosen else e]
         for m in methods:
             r = by.get((e, m), {})
-            cells += [_num(r.get("morf_area")), _num(r.get("lerf_area"))]
+            gap = r.get("gap_se")
+            cells += [_num(r.get("morf_area")), _num(r.get("lerf_area")), "-" if gap is None else f"{gap:+.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     text = ("Faithfulness of each explainer on this model: areas under the Fid+ (remove the explainer's top "
             "tubes) and Fid- (keep only them) curves over the sparsities; F-Fidelity evaluates on the model's "
-            "randomly-masked fine-tuned copy. `random` is the chance reference.\n\n" + "\n".join(lines) + "\n\n"
+            "randomly-masked fine-tuned copy. `random` is the chance reference; an explainer a few standard "
+            "errors above it is distinguishable from chance, one near 0 is not.\n\n" + "\n".join(lines) + "\n\n"
             + view.note)
     if chosen and chosen not in view.explainers():
         text += (f"\n\n**{chosen}** was not among the evaluated explainers; rerun `multimae-der faithfulness` "
