@@ -91,7 +91,7 @@ def train_model(work: Path, variant: str, seed: int, progress: bool) -> Path:
     from multimae_der.experiments import fusion_study
 
     out = work / "data" / f"{variant}-s{seed}"
-    extra: dict[str, Any] = {"cue_share": DATASETS[variant]} if DATASETS[variant] != 1.0 else {}
+    extra: dict[str, Any] = {"cue_share": DATASETS[variant]}
     fusion_study(out, ("fslf",), progress=progress, actors=8, test_actors=2, clips_per_actor=32, epochs=12,
                  batch_size=8, layers=2, workers=2, seed=seed, **extra)
     return out

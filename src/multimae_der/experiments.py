@@ -42,6 +42,7 @@ class FusionStudy:
         epochs, batch_size, lr, weight_decay, warmup: training (AdamW, warm-up then cosine).
         layers: encoder layers of the tiny model (default 4).
         seed: SynthAV, initialisation and shuffling seed.
+        cue_share: share of each SynthAV clip that shows the class cue (see ``synthesize``).
         workers: processes for writing and preparing the clips.
     """
 
@@ -62,6 +63,7 @@ class FusionStudy:
     layers: int | None = None
     seed: int = 0
     workers: int = 1
+    cue_share: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
 
     def __post_init__(self) -> None:
@@ -86,18 +88,19 @@ def _synth(root: Path, study: FusionStudy, progress: bool) -> float:
     from multimae_der.synthav import synthesize
 
     wanted = {"format": "ravdess", "actors": study.actors, "clips_per_actor": study.clips_per_actor,
-              "seed": study.seed, "duration": study.duration, "fps": study.fps, "size": study.synth_size}
+              "seed": study.seed, "duration": study.duration, "fps": study.fps, "size": study.synth_size,
+              "cue_share": study.cue_share}
     meta = root / "synthav.json"
     if meta.is_file():
         have = json.loads(meta.read_text(encoding="utf-8"))
-        if all(have.get(k) == v for k, v in wanted.items()):
+        if all(have.get(k, 1.0 if k == "cue_share" else None) == v for k, v in wanted.items()):
             return 0.0
         raise ValueError(f"{root} already holds a SynthAV set made with other settings; use another output folder")
     t0 = time.perf_counter()
     with progress_bar(study.actors * study.clips_per_actor, "writing SynthAV", enabled=progress) as advance:
         synthesize(root, "ravdess", actors=study.actors, clips_per_actor=study.clips_per_actor, seed=study.seed,
                    duration=study.duration, fps=study.fps, size=study.synth_size, workers=study.workers,
-                   progress=advance)
+                   progress=advance, cue_share=study.cue_share)
     return time.perf_counter() - t0
 
 

@@ -122,6 +122,20 @@ class ClipSpec:
     fps: int = 25
     size: int = 112
     sample_rate: int = 16000
+    cue_share: float = 1.0  # share of the clip (one span, the same for video and audio) that shows the class cue
+
+
+def cue_span(spec: ClipSpec) -> tuple[float, float]:
+    """``(start, end)`` in seconds of the span that carries the class cue; the whole clip when ``cue_share`` is 1.
+
+    Outside it the face keeps the rest expression (visual group 0) and the voice the rest contour and vowel
+    (audio group 0), so those frames and audio windows hold no class information and no ground truth.
+    """
+    if spec.cue_share >= 1.0:
+        return 0.0, spec.duration
+    length = spec.cue_share * spec.duration
+    start = float(np.random.default_rng([spec.seed, 3]).uniform(0.0, spec.duration - length))
+    return start, start + length
 
 
 @dataclass
@@ -187,10 +201,16 @@ def _synth_audio(spec: ClipSpec, rng: np.random.Generator, syllables: list[tuple
     f0_c = spec.actor.pitch * jitter * _contour(spec.audio_group, spec.intensity, phase_c, tc)
     formants = (_NEUTRAL_FORMANTS + spec.intensity * (_GROUP_FORMANTS[spec.audio_group] - _NEUTRAL_FORMANTS)
                 ) * spec.actor.formant_scale
+    formants_c = np.repeat(formants[:, None], len(tc), axis=1)  # (3, C)
+    start, end = cue_span(spec)
+    cue_c = (tc >= start) & (tc < end)
+    if not cue_c.all():  # outside the cue span: the rest contour (group 0) and the neutral vowel
+        f0_c = np.where(cue_c, f0_c, spec.actor.pitch * jitter * _contour(0, spec.intensity, phase_c, tc))
+        formants_c[:, ~cue_c] = (_NEUTRAL_FORMANTS * spec.actor.formant_scale)[:, None]
     k_max = int(0.45 * sr / f0_c.min())
     k = np.arange(1, k_max + 1)[:, None]
     fk = k * f0_c[None, :]  # (K, C)
-    shape = (_FORMANT_GAIN[:, None, None] * np.exp(-0.5 * ((fk[None] - formants[:, None, None])
+    shape = (_FORMANT_GAIN[:, None, None] * np.exp(-0.5 * ((fk[None] - formants_c[:, None, :])
                                                            / _FORMANT_WIDTH[:, None, None]) ** 2)).sum(0)
     amp_c = (k ** -0.5) * (shape + 0.03) * (fk < 0.45 * sr)  # (K, C)
     f0 = np.interp(t, tc, f0_c)
@@ -210,6 +230,7 @@ def _synth_audio(spec: ClipSpec, rng: np.random.Generator, syllables: list[tuple
     f0_g = np.interp(tg, tc, f0_c)
     amp_g = np.stack([np.interp(tg, tc, a) for a in amp_c], axis=1)  # (T_g, K)
     strong = (amp_g >= 0.03 * amp_g.max(axis=1, keepdims=True)) & (env_g[:, None] > 0.25)
+    strong &= ((tg >= start) & (tg < end))[:, None]  # only the cue span carries the class
     rows, ks = np.nonzero(strong)
     cols = np.round((ks + 1) * f0_g[rows] / _GT_DF).astype(int)
     for d in (-1, 0, 1):
@@ -284,9 +305,12 @@ def _draw_frames(spec: ClipSpec, rng: np.random.Generator, env_v: np.ndarray) ->
     masks = np.zeros((n, s, s), bool)
     shade = (1.0 + gradient * (xx - s / 2) / s).astype(np.float32)
     base_angle, base_lift = {0: (0.0, 0.0), 1: (0.0, 0.14), 2: (0.5, -0.03), 3: (-0.5, 0.08)}[vg]
+    cue_start, cue_end = cue_span(spec)
     for f in range(n):
         t = times[f]
         onset = st * (0.75 + 0.25 * min(1.0, t / (0.3 * spec.duration)))  # the expression builds up
+        cue = cue_start <= t < cue_end or spec.cue_share >= 1.0
+        g = vg if cue else 0  # outside the cue span: the rest expression
         cx = a.center_x * s + motion_amp[0] * np.sin(2 * np.pi * motion_freq[0] * t + motion_phase[0])
         cy = a.center_y * s + motion_amp[1] * np.sin(2 * np.pi * motion_freq[1] * t + motion_phase[1])
         img = np.empty((s, s, 3), np.float32)
@@ -305,7 +329,7 @@ def _draw_frames(spec: ClipSpec, rng: np.random.Generator, env_v: np.ndarray) ->
             box = _box(s, px, py, 0.07 * rx, pr)
             _blend(img, _ellipse(xx[box], yy[box], px, py, 0.07 * rx, pr), box, 20.0)
         # brows: angle > 0 lowers the inner ends (frown), < 0 raises them (worry)
-        angle, lift = base_angle * onset, base_lift * onset
+        angle, lift = (base_angle * onset, base_lift * onset) if cue else (0.0, 0.0)
         for side in (-1, 1):
             bx, by = cx + side * 0.38 * rx, cy - (0.42 + lift) * ry
             half_len = 0.22 * rx
@@ -314,18 +338,20 @@ def _draw_frames(spec: ClipSpec, rng: np.random.Generator, env_v: np.ndarray) ->
             box = _box(s, bx, by, half_len + 0.05 * ry, abs(dy) + 0.05 * ry)
             brow = _segment(xx[box], yy[box], inner_x, by + dy, outer_x, by - dy, 0.045 * ry)
             _blend(img, brow, box, brow_col)
-            masks[f][box] |= brow > 0
+            if cue:
+                masks[f][box] |= brow > 0
         # mouth: width, corner bend and opening by group; speech opens it with the syllables
         talk = 0.12 * ry * env_v[f]
         hw, bend, opening = {0: (0.42 * rx, 0.0, talk),
                              1: ((0.42 + 0.2 * onset) * rx, 0.24 * ry * onset, talk),
                              2: ((0.42 - 0.15 * onset) * rx, 0.0, talk + 0.34 * ry * onset),
-                             3: (0.42 * rx, -0.2 * ry * onset, talk)}[vg]
+                             3: (0.42 * rx, -0.2 * ry * onset, talk)}[g]
         my = cy + 0.5 * ry
         box = _box(s, cx, my - bend / 2, hw, abs(bend) / 2 + opening / 2 + 0.05 * ry)
         mouth = _mouth(xx[box], yy[box], cx, my, hw, bend, opening, 0.07 * ry)
         _blend(img, mouth, box, lips)
-        masks[f][box] |= mouth > 0
+        if cue:
+            masks[f][box] |= mouth > 0
         gain = shade * np.float32(light * (1 + light_drift * np.sin(2 * np.pi * light_freq * t)))
         img *= gain[..., None]
         img += noise[f]
@@ -454,7 +480,7 @@ def _ravdess_combos(emotion: int) -> list[tuple[int, int, int, int]]:
 
 
 def _plan(out: Path, fmt: str, actors: int, clips_per_actor: int, seed: int, duration: float, fps: int,
-          size: int, sample_rate: int) -> list[_Job]:
+          size: int, sample_rate: int, cue_share: float = 1.0) -> list[_Job]:
     from multimae_der.naming import CREMAD_EMOTIONS, CREMAD_SENTENCES
 
     design = CLASS_DESIGNS[fmt]
@@ -463,7 +489,7 @@ def _plan(out: Path, fmt: str, actors: int, clips_per_actor: int, seed: int, dur
 
     def spec_for(actor: Actor, cls: int, intensity: float, clip_seed: int) -> ClipSpec:
         _, vg, ag = design[cls]
-        return ClipSpec(actor, vg, ag, intensity, clip_seed, duration, fps, size, sample_rate)
+        return ClipSpec(actor, vg, ag, intensity, clip_seed, duration, fps, size, sample_rate, cue_share)
 
     if fmt == "iemocap" and actors > 10:
         raise ValueError(f"IEMOCAP has 5 sessions x 2 speakers: at most 10 actors, got {actors}")
@@ -547,7 +573,7 @@ def _plan(out: Path, fmt: str, actors: int, clips_per_actor: int, seed: int, dur
 
 def synthesize(out: str | Path, fmt: str = "ravdess", *, actors: int = 8, clips_per_actor: int = 8, seed: int = 0,
                duration: float = 2.0, fps: int = 25, size: int = 112, sample_rate: int = 16000, workers: int = 1,
-               progress: Callable[[int], None] | None = None) -> dict[str, object]:
+               progress: Callable[[int], None] | None = None, cue_share: float = 1.0) -> dict[str, object]:
     """Writes a SynthAV set in ``fmt``'s layout and naming under ``out``.
 
     Args:
@@ -559,6 +585,9 @@ def synthesize(out: str | Path, fmt: str = "ravdess", *, actors: int = 8, clips_
         duration, fps, size, sample_rate: clip format.
         workers: processes used for rendering and encoding.
         progress: called with the number of clips finished after each job.
+        cue_share: share of each clip's duration (one span at a random start, the same for video and audio)
+            that shows the class cue; elsewhere face and voice keep the rest expression, and the ground truth
+            is empty. 1 (default) = the cue everywhere, as real acted clips rarely are.
 
     Returns:
         A summary: ``clips``, ``files``, ``format``, ``classes``.
@@ -569,10 +598,12 @@ def synthesize(out: str | Path, fmt: str = "ravdess", *, actors: int = 8, clips_
         raise ValueError("--actors and --clips-per-actor must be at least 1")
     if duration < 0.5:
         raise ValueError(f"duration must be at least 0.5 s, got {duration}")
+    if not 0.0 < float(cue_share) <= 1.0:
+        raise ValueError(f"cue_share must lie in (0, 1], got {cue_share}")
     if size < 32 or size % 16:
         raise ValueError(f"size must be a multiple of 16 and at least 32, got {size}")
     out = Path(out)
-    jobs = _plan(out, fmt, actors, clips_per_actor, seed, duration, fps, size, sample_rate)
+    jobs = _plan(out, fmt, actors, clips_per_actor, seed, duration, fps, size, sample_rate, float(cue_share))
     from multimae_der.prepare import _init_worker, _single_thread
 
     done = 0
@@ -596,7 +627,7 @@ def synthesize(out: str | Path, fmt: str = "ravdess", *, actors: int = 8, clips_
                  for a in range(actors)]
         write_text(out / "VideoDemographics.csv", "\n".join(rows) + "\n")
     meta = {"format": fmt, "actors": actors, "clips_per_actor": clips_per_actor, "seed": seed,
-            "duration": duration, "fps": fps, "size": size, "sample_rate": sample_rate,
+            "duration": duration, "fps": fps, "size": size, "sample_rate": sample_rate, "cue_share": float(cue_share),
             "classes": [{"emotion": e, "visual_group": v, "audio_group": a} for e, v, a in CLASS_DESIGNS[fmt]],
             "actor_identities": [asdict(make_actor(seed, a)) for a in range(actors)]}
     from ffidelity.atomic import write_json

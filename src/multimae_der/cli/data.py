@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         fps: int = typer.Option(25, help="Frames per second."),
         size: int = typer.Option(112, help="Frame side in pixels (multiple of 16)."),
         workers: int = typer.Option(1, help="Worker processes."),
+        cue_share: float = typer.Option(1.0, help="Share of each clip (one span) whose face and voice show the "
+                                                  "class; 1 = everywhere, 0.25 = a quarter of the clip."),
     ) -> None:
         """Write a SynthAV set (synthetic faces + voices with known ground truth) as real media files."""
         from ffidelity.progress import progress_bar
@@ -55,7 +57,8 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         with progress_bar(actors * clips_per_actor, f"synthesizing {format}") as advance:
             result = synthesize(out, format, actors=actors, clips_per_actor=clips_per_actor, seed=seed,
-                                duration=duration, fps=fps, size=size, workers=workers, progress=advance)
+                                duration=duration, fps=fps, size=size, workers=workers, progress=advance,
+                                cue_share=cue_share)
         console.print(f"wrote {result['clips']} {format} clips ({result['classes']} classes) to {out} "
                       f"in {time.perf_counter() - t0:.1f} s")
 
