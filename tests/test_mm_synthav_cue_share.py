@@ -24,7 +24,7 @@ def test_full_share_is_the_old_clip_bit_for_bit():
 def test_ground_truth_and_cue_stay_inside_one_span():
     spec = _spec(2, 1, 0.25)
     start, end = cue_span(spec)
-    assert end - start == pytest.approx(0.25) and 0.0 <= start and end <= 1.0
+    assert end - start == pytest.approx(0.25) and start >= 0.0 and end <= 1.0
     clip = render_clip(spec)
     t = np.arange(len(clip.frames)) / spec.fps
     inside = (t >= start) & (t < end)
