@@ -101,6 +101,8 @@ def test_synth_train_evaluate_predict_resume(synth_root, tmp_path, monkeypatch):
     conf = json.loads((run / "config.json").read_text())
     prep = PrepareConfig.from_dict(conf["preprocessing"])
     assert (prep.image_size, prep.num_frames, prep.num_windows) == (64, 8, 8) == (conf["model"]["image_size"], 8, 8)
+    trained_on = conf["data"].pop("train_clips")  # the training fold's clips (actors 01-02), by clip id
+    assert len(trained_on) == len(set(trained_on)) > 0 and all(isinstance(c, str) for c in trained_on)
     assert conf["data"] == {"dataset": "ravdess", "root": str(synth_root.resolve()), "cache": str(cache.resolve()),
                             "label_set": "ravdess8", "fold": 2, "num_folds": 2, "fold_seed": 0}
 

@@ -79,3 +79,29 @@ def test_cli_faithfulness_quick(tmp_path, seam):
     saved = json.loads((out / "emotion.json").read_text())
     assert saved["task"]["test_indices"] == [0, 1, 2, 3]  # fold 1's test clips
     assert (out / "report.html").exists() and (out / "emotion.html").exists()
+
+
+def test_cli_refuses_clips_the_run_trained_on(tmp_path, seam):
+    """A run that records its held-out actors: by default only their clips are scored; a fold holding the
+    training actors' clips is refused in one line, and accepted with --allow-train-clips."""
+    run = write_run(tmp_path / "run", fusion="fslf")
+    cfg_file = run / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["data"] = {"held_out_actors": ["03"]}
+    cfg_file.write_text(json.dumps(cfg))
+    out = tmp_path / "expl"
+    r = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--limit", 2,
+               "--explainers", "saliency", "--no-gif", "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "explanations.json").read_text())
+    assert [c["index"] for c in saved["clips"]] == [3, 7]  # actor 03's clips (CueClips: actor = index % 4)
+    bad = invoke("faithfulness", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--fold", 1,
+                 "--out", tmp_path / "ffid", "--quick", "--n-test", 4, "--no-progress")
+    assert bad.exit_code == 1 and "used to train this run" in bad.output and "--allow-train-clips" in bad.output
+    assert "Traceback" not in bad.output
+    bad = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--indices", "0,3",
+                 "--explainers", "saliency", "--no-gif", "--out", out)
+    assert bad.exit_code == 1 and "1 of the 2 clips" in bad.output
+    ok = invoke("explain", "--run", run, "--dataset", "ravdess", "--root", tmp_path, "--indices", "0,3",
+                "--explainers", "saliency", "--no-gif", "--out", out, "--allow-train-clips", "--no-progress")
+    assert ok.exit_code == 0, ok.output

@@ -40,6 +40,7 @@ from ffidelity.units import Units
 from ffidelity.video_units import GroupUnits, VideoUnits
 from multimae_der.explain import EmotionLogits, FusedClips, explain_items, fuse_items
 from multimae_der.fusion import MODALITIES
+from multimae_der.heldout import check_held_out, held_out_indices
 from multimae_der.model import build_classifier
 from multimae_der.provenance import modality_labels, modality_units, project_to_fused
 from multimae_der.run import Run, load_run, model_config
@@ -433,7 +434,7 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
                       n_train: int | None = None, explainers: Sequence[str] | None = None,
                       progress: bool = False, setting: str = "recommended", removal: str | None = None,
                       unit: str | None = None, degrade: str = "modality", modality: bool = True,
-                      **overrides: Any) -> EmotionBenchmarkResult:
+                      allow_train_clips: bool = False, **overrides: Any) -> EmotionBenchmarkResult:
     """The controlled experiment on the emotion model, the ground-truth check and the modality check.
 
     Args:
@@ -446,8 +447,11 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
             and ``overrides`` change single parts of it.
         degrade: how the controlled experiment degrades explanations (see :func:`emotion_task`).
         modality: also run the modality check.
-        fold, test_indices, train_indices: the clips; default the dataset's fold ``fold`` (0-based) as test and the other
-            folds (fine-tuning), cut to ``n_test`` / ``n_train`` clips with classes in turn.
+        allow_train_clips: score test clips the run trained on (refused by default, when the run records them).
+        fold, test_indices, train_indices: the clips; default the clips the run did not train on (when it records
+            them), else the dataset's fold ``fold`` (0-based) as test and the other folds (fine-tuning), cut to
+            ``n_test`` / ``n_train`` clips with classes in turn. Clips the run trained on are refused unless
+            ``allow_train_clips``.
         explainers: base explainers (default the preset's).
         overrides: any :class:`ffidelity.benchmark.BenchmarkConfig` field (``n_samples``, ``seeds``, ``mode``...).
 
@@ -459,11 +463,15 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
     preset = QUICK if quick else FULL
     run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     out = Path(out)
+    held = held_out_indices(run_.config, dataset) if test_indices is None else None
+    if held:  # the clips the run did not train on (recorded by the run)
+        test_indices = held
     tr, te = default_split(dataset, fold) if test_indices is None else (list(train_indices or []), list(test_indices))
     if test_indices is not None and train_indices is None:
         tr = [i for i in range(len(dataset)) if i not in set(te)]
     labels = getattr(dataset, "labels", None)
     te = _balanced(te, labels, n_test or preset["n_test"])
+    check_held_out(run_.config, dataset, te, allow=allow_train_clips)
     tr = _balanced(tr, labels, n_train or preset["n_train"])
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")

@@ -30,6 +30,7 @@ from transformers import VideoMAEConfig
 
 from multimae_der.collate import EpochShuffleSampler, FusionCollate
 from multimae_der.fusion import FUSIONS, normalize
+from multimae_der.heldout import training_clip_ids
 from multimae_der.metrics import metrics_from_confusion
 from multimae_der.model import build_classifier, freeze_backbone, make_config
 from multimae_der.run import (
@@ -365,6 +366,9 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
         "data": dict(data_info or {}),
         "training": config.to_dict(),
     }
+    trained_on = training_clip_ids(train_data)
+    if trained_on is not None:  # so explanations and faithfulness can refuse to score clips the run saw
+        run_config["data"]["train_clips"] = trained_on
     L.seed_everything(config.seed, verbose=False)
     module = EmotionModule(mcfg.to_dict(), names, lr=config.lr, weight_decay=config.weight_decay,
                            warmup=config.warmup, schedule=config.schedule, linear_probe=config.linear_probe,

@@ -25,6 +25,8 @@ FoldOpt = Annotated[int | None, typer.Option(help="Use fold K's clips (from 1; d
 NumFoldsOpt = Annotated[int | None, typer.Option(help="Override the number of folds.")]
 OutOpt = Annotated[Path, typer.Option(help="Output folder.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress")]
+AllowTrainOpt = Annotated[bool, typer.Option("--allow-train-clips", help="Score clips the run was trained on "
+                                                                          "(refused by default).")]
 
 
 def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | None, labels: str | None,
@@ -42,6 +44,7 @@ def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | No
     root = root or (Path(recorded["root"]) if recorded.get("root") else None)
     if not dataset or root is None:
         raise ValueError(f"{run} does not record its data set: give a VIDEO file, or --dataset and --root")
+    explicit_fold = fold is not None
     fold = fold if fold is not None else recorded.get("fold")
     num_folds = num_folds if num_folds is not None else recorded.get("num_folds")
     data = cli_model._load(dataset, root, cache, cfg.get("preprocessing") or None,
@@ -50,6 +53,13 @@ def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | No
     if names is not None and list(names) != list(cfg.get("class_names", [])):
         raise ValueError(f"the run was trained on classes {cfg.get('class_names')} but {dataset} has {list(names)}; "
                          "pass --labels")
+    if fold is None or not explicit_fold:
+        from multimae_der.heldout import held_out_indices
+
+        held = held_out_indices(cfg, data)  # the clips the run did not train on, when it records them
+        if held:
+            seen = set(held)
+            return data, [i for i in range(len(data)) if i not in seen], held, None
     if fold is None:
         return data, None, None, None
     tr, te = cli_model._split(dataset, data, int(fold), num_folds, int(recorded.get("fold_seed") or 0))
@@ -92,7 +102,8 @@ def register(app: typer.Typer) -> None:
                     target: Annotated[str, typer.Option(help="Explain the 'predicted' or the true ('label') "
                                                              "class.")] = "predicted",
                     gif: Annotated[bool, typer.Option("--gif/--no-gif", help="Write animated GIFs.")] = True,
-                    out: OutOpt = Path("explanations"), progress: ProgressOpt = True) -> None:
+                    out: OutOpt = Path("explanations"), progress: ProgressOpt = True,
+                    allow_train_clips: AllowTrainOpt = False) -> None:
         """Explain clips: overlays on frames and spectrograms (PNG, GIF), timelines, modality shares, HTML."""
         from multimae_der.explain import explain_clips, load_video_item
         from multimae_der.run import load_run
@@ -107,6 +118,9 @@ def register(app: typer.Typer) -> None:
             idx = _ints(indices)
             if idx is None:
                 idx = (test if test is not None else list(range(len(data))))[: max(1, limit)]
+            from multimae_der.heldout import check_held_out
+
+            check_held_out(loaded.config, data, idx, allow=allow_train_clips)
         summary = explain_clips(loaded, data, idx, out, names, target=target, gif=gif, progress=progress)
         for k, clip in enumerate(summary["clips"]):
             shares = ", ".join(f"{n} V{e['share'].get('video', 0):.0%}/A{e['share'].get('audio', 0):.0%}"
@@ -141,7 +155,7 @@ def register(app: typer.Typer) -> None:
                          beta_minus: Annotated[float | None, typer.Option(help="LeRF (complement) cap.")] = None,
                          alpha_plus: Annotated[float | None, typer.Option(help="MoRF removal rate.")] = None,
                          alpha_minus: Annotated[float | None, typer.Option(help="LeRF removal rate.")] = None,
-                         progress: ProgressOpt = True) -> None:
+                         progress: ProgressOpt = True, allow_train_clips: AllowTrainOpt = False) -> None:
         """F-Fidelity's controlled experiment on the emotion model, plus the ground-truth and modality checks.
 
         Test clips: fold K's (default: the run's held-out fold); the other folds' clips fine-tune the evaluator.
@@ -160,7 +174,7 @@ def register(app: typer.Typer) -> None:
         res = emotion_benchmark(run, data, out, quick, test_indices=test, train_indices=train, n_test=n_test,
                                 n_train=n_train, explainers=_names(explainers) if explainers else None,
                                 progress=progress, setting="paper" if paper else "recommended", removal=removal,
-                                unit=unit, **overrides)
+                                unit=unit, allow_train_clips=allow_train_clips, **overrides)
         for line in res.verdicts():
             console.print(line, soft_wrap=True)
         if res.ground_truth is not None:
