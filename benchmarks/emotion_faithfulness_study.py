@@ -7,7 +7,8 @@ A faithful metric ranks the copies by noise (macro MoRF vs GT = -1, LeRF vs GT =
 lowest and the true explanation above every strongly degraded copy (noise >= 0.6) on both sides.
 
 Two SynthAV variants: ``redundant`` (the class cue in every frame and audio window, as SynthAV always did) and
-``localized`` (the cue in a quarter of the clip's frames and audio). Per variant and seed, one FSLF model (tiny
+``localized`` (the cue in one half of each clip, the same span for frames and audio; with a quarter the tiny
+model reached only 0.41 held-out WAR in 40 epochs, too weak a model to explain). Per variant and seed, one FSLF model (tiny
 VideoMAE, the demo's recipe) is trained on 6 actors; the seed sets the data, the model and the degradations.
 
 Settings, one knob changed at a time from the recommended one:
@@ -40,7 +41,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS: dict[str, float] = {"redundant": 1.0, "localized": 0.25}  # share of the clip that carries the cue
+DATASETS: dict[str, float] = {"redundant": 1.0, "localized": 0.5}  # share of the clip that carries the cue
+#: training epochs of the FSLF model: the demo's 12 left seeds 1 and 2 at 0.58 / 0.69 held-out WAR and the
+#: localized set at chance; 40 epochs (960 steps at batch 8) reached 0.86 on it (0.41 with a quarter share)
+EPOCHS = 40
 #: the recommended setting; every other variant changes one of these
 BASE: dict[str, Any] = {"removal": "drop", "method": "ffid", "alpha_plus": 1.0, "alpha_minus": 1.0, "beta": 0.5,
                         "beta_minus": 1.0, "mode": "prob", "n_samples": 10, "finetune_epochs": 3, "unit": "token",
@@ -92,9 +96,15 @@ def train_model(work: Path, variant: str, seed: int, progress: bool) -> Path:
 
     out = work / "data" / f"{variant}-s{seed}"
     extra: dict[str, Any] = {"cue_share": DATASETS[variant]}
-    fusion_study(out, ("fslf",), progress=progress, actors=8, test_actors=2, clips_per_actor=32, epochs=12,
+    fusion_study(out, ("fslf",), progress=progress, actors=8, test_actors=2, clips_per_actor=32, epochs=EPOCHS,
                  batch_size=8, layers=2, workers=2, seed=seed, **extra)
     return out
+
+
+def model_war(data_dir: Path) -> float:
+    import json as _json
+
+    return float(_json.loads((data_dir / "runs" / "fslf" / "metrics.json").read_text())["war"])
 
 
 def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, n_test: int) -> dict[str, Any]:
@@ -174,6 +184,7 @@ def summarize(cells: list[dict[str, Any]]) -> Any:
             "random_lowest": f"{sum(c['random_lowest_morf'] for c in cs)}/{len(cs)}",
             "signal_se": float(np.mean([d["signal_se"] for d in diffs])) if diffs else float("nan"),
             "finetuned_clean_acc": float(np.mean([c["models"].get("finetuned_clean_acc", np.nan) for c in cs])),
+            "model_war": float(np.mean([c.get("model_war", np.nan) for c in cs])),
             "seconds": float(sum(c["seconds"] for c in cs)),
         })
     return pd.DataFrame(rows)
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated settings")
     parser.add_argument("--data", default=",".join(DATASETS), help="comma-separated SynthAV variants")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the cached cells only")
     args = parser.parse_args(argv)
 
     from ffidelity import atomic
@@ -207,12 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     for variant in data_variants:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            data_dir = train_model(args.work, variant, seed, args.progress)
+            data_dir = args.work / "data" / f"{variant}-s{seed}"
+            if not args.report_only:
+                train_model(args.work, variant, seed, args.progress)
             timings["train_s"] += time.perf_counter() - t0
             for name in names:
                 if name not in MAIN and seed >= args.sweep_seeds:
                     continue
-                cell = run_variant(args.work, data_dir, variant, seed, name, args.n_test)
+                cached = args.work / "cells" / f"{variant}-s{seed}-{_slug(name)}.json"
+                if args.report_only:
+                    if not cached.is_file():
+                        continue
+                    cell = json.loads(cached.read_text())
+                else:
+                    cell = run_variant(args.work, data_dir, variant, seed, name, args.n_test)
+                cell["model_war"] = model_war(data_dir)
                 cells.append(cell)
                 pe = cell["per_explainer"]
                 print(f"{variant} s{seed} {name}: {cell['seconds']:.0f} s; MoRF "
@@ -274,7 +295,7 @@ def report(out: Path, table: Any, cells: list[dict[str, Any]], verdict: list[str
     rep.heading("Targets (recommended setting)")
     rep.bullets(verdict)
     show = table.copy()
-    cols = ["data", "setting", "seeds", "worst_morf_vs_gt", "worst_lerf_vs_gt", "gt_wins_strong", "gt_morf_side",
+    cols = ["data", "setting", "seeds", "model_war", "worst_morf_vs_gt", "worst_lerf_vs_gt", "gt_wins_strong", "gt_morf_side",
             "gt_lerf_side", "random_lowest", "signal_se", "finetuned_clean_acc", "seconds"]
     rep.heading("Every setting")
     rep.table(show[cols], index=False, caption="worst = the worst explainer's macro score (ideal -1 MoRF, +1 LeRF); "
