@@ -7,12 +7,18 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from ffidelity.cli._common import console, err_console, friendly_errors
+
+# The ONE --cache option of every command that reads prepared clips (prepare, train, evaluate, cv, pretrain,
+# explain, faithfulness): all default to the same folder, so `prepare` fills the cache the others read.
+CacheOpt = Annotated[Path | None, typer.Option(help="Cache of prepared clips (default: ROOT/.multimae-cache, or "
+                                                    "~/.cache/multimae-der/... when ROOT is read-only; commands "
+                                                    "that read a run use the run's).")]
 
 
 @contextmanager
@@ -67,7 +73,7 @@ def register(app: typer.Typer) -> None:
     def prepare(
         dataset: str = typer.Option(..., help="ravdess | cremad | iemocap."),
         root: Path = typer.Option(..., help="The data set's folder."),
-        cache: Path = typer.Option(..., help="Cache folder for the prepared clips."),
+        cache: CacheOpt = None,
         workers: int = typer.Option(1, help="Worker processes."),
         frames: int = typer.Option(16, help="Video frames per clip."),
         windows: int = typer.Option(16, help="Audio windows per clip."),
@@ -80,8 +86,10 @@ def register(app: typer.Typer) -> None:
         colormap: str = typer.Option("viridis", help="Colormap of audio pictures, or gray."),
     ) -> None:
         """Decode and preprocess every clip of a data set into the cache (reruns decode only what is missing)."""
+        from multimae_der.datasets import default_cache
         from multimae_der.prepare import PrepareConfig, prepare_dataset
 
+        cache = cache if cache is not None else default_cache(root)
         config = PrepareConfig(num_frames=frames, num_windows=windows, image_size=image_size,
                                sample_rate=sample_rate, audio_feature=audio_feature, frame_sampling=frame_sampling,
                                frame_stride=frame_stride, crop=crop, colormap=colormap)

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 import typer
 
 from ffidelity.cli._common import console, friendly_errors
+from multimae_der.cli.data import CacheOpt
 
 RunOpt = Annotated[Path, typer.Option(help="A finished run folder.")]
 DatasetOpt = Annotated[str | None, typer.Option(help="Override the run's data set (ravdess, cremad, iemocap).")]
 RootOpt = Annotated[Path | None, typer.Option(help="Override the run's data folder.")]
-CacheOpt = Annotated[Path | None, typer.Option(help="Preprocessing cache folder.")]
 LabelsOpt = Annotated[str | None, typer.Option(help="Label set (default: the run's).")]
 FoldOpt = Annotated[int | None, typer.Option(help="Use fold K's clips (from 1; default: the run's held-out "
                                                   "fold).")]

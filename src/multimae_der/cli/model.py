@@ -13,13 +13,16 @@ Data loading goes through two seams, :func:`build_dataset` and :func:`build_fold
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from ffidelity.cli._common import console, friendly_errors
-from multimae_der.cli.data import _one_line_warnings
+from ffidelity.cli._common import console, err_console, friendly_errors
+from multimae_der.cli.data import CacheOpt, _one_line_warnings
 
 Fold = tuple[list[int], list[int]]
 
@@ -44,8 +47,6 @@ def build_folds(dataset: str, data: Any, num_folds: int | None, seed: int) -> li
 
 DatasetOpt = Annotated[str, typer.Option(help="ravdess | cremad | iemocap.")]
 RootOpt = Annotated[Path, typer.Option(help="The data set's folder.")]
-CacheOpt = Annotated[Path | None, typer.Option(help="Cache of prepared clips (default: ROOT/.multimae-cache, "
-                                                    "or ~/.cache/multimae-der/... when ROOT is read-only).")]
 LabelsOpt = Annotated[str | None, typer.Option("--labels", help="Label set: ravdess8, ravdess7 (the paper's, "
                                                                  "calm merged into neutral), cremad6, iemocap4 "
                                                                  "(default: the data set's own).")]
@@ -88,6 +89,59 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress")]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+MIN_CLIPS_PER_CLASS = 16  # below these a classifier learns little (warning only; the defaults are not changed)
+MIN_STEPS = 200
+
+
+def small_data_warning(n_train: int, epochs: int, batch_size: int,
+                       class_counts: Mapping[str, int] | None = None) -> str | None:
+    """The warning for a training split too small to learn from, or None.
+
+    Warns when a class has fewer than ``MIN_CLIPS_PER_CLASS`` training clips (``class_counts``: clips per class
+    name, when known) or the run takes fewer than ``MIN_STEPS`` optimizer steps, i.e. ``epochs x ceil(n_train /
+    batch_size)`` (the last, partial batch is a step too). Two lines: the numbers, then what to change.
+    """
+    batches = math.ceil(n_train / batch_size) if n_train > 0 else 0
+    steps = epochs * batches
+    problems, fixes = [], []
+    if class_counts:
+        fewest = min(class_counts, key=lambda name: class_counts[name])
+        if class_counts[fewest] < MIN_CLIPS_PER_CLASS:
+            problems.append(f"{class_counts[fewest]} clips of class {fewest!r} ({n_train} clips, "
+                            f"{len(class_counts)} classes; want ~{MIN_CLIPS_PER_CLASS}+ per class)")
+            fixes.append("more clips per class (SynthAV: `multimae-der synth --clips-per-actor N`)")
+    if steps < MIN_STEPS:
+        problems.append(f"{steps} optimizer steps ({epochs} epochs x {batches} batches of {batch_size}; "
+                        f"want ~{MIN_STEPS}+)")
+        need = math.ceil(MIN_STEPS / batches) if batches else MIN_STEPS
+        fixes.append(f"--epochs {need} or a smaller --batch-size")
+    if not problems:
+        return None
+    return f"training set too small to learn from: {'; '.join(problems)}.\n  Try {' and '.join(fixes)}."
+
+
+def _class_counts(data: Any, idx: Sequence[int] | None) -> dict[str, int] | None:
+    """Training clips per class name, from the dataset's ``labels`` (None when the dataset has none)."""
+    from multimae_der.train import dataset_class_names
+
+    labels, names = getattr(data, "labels", None), dataset_class_names(data)
+    if labels is None or names is None:
+        return None
+    counts = [0] * len(names)
+    for i in (range(len(labels)) if idx is None else idx):
+        counts[labels[i]] += 1
+    return dict(zip(names, counts, strict=True))
+
+
+def _warn_small(data: Any, idx: Sequence[int] | None, cfg: Any, where: str = "") -> bool:
+    """Prints :func:`small_data_warning` for the training clips ``idx`` of ``data`` (all when None)."""
+    n = len(data) if idx is None else len(idx)
+    text = small_data_warning(n, cfg.epochs, cfg.batch_size, _class_counts(data, idx))
+    if text is not None:
+        err_console.print(f"[yellow]warning:[/] {escape(where + text)}", highlight=False, soft_wrap=True)
+    return text is not None
+
 
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
@@ -188,10 +242,12 @@ def register(app: typer.Typer) -> None:
         info = _data_info(dataset, root, cache, data, labels, fold, num_folds, fold_seed)
         if fold is not None:
             tr, te = _split(dataset, data, fold, num_folds, fold_seed)
+            _warn_small(data, tr, cfg)
             train(_subset(data, tr), out, cfg, val_data=_subset(data, te), class_names=names, preprocessing=prep,
                   data_info=info, progress=progress)
             where = f"{len(tr)} clips, fold {fold} ({len(te)} clips) held out"
         else:
+            _warn_small(data, None, cfg)
             train(data, out, cfg, class_names=names, preprocessing=prep, data_info=info, progress=progress)
             where = f"all {len(data)} clips"
         console.print(f"trained {out}: {cfg.fusion}, {cfg.model} at {prep.image_size}x{prep.image_size}, "
@@ -275,6 +331,9 @@ def register(app: typer.Typer) -> None:
         data = _load(dataset, root, cache, prep, labels, workers, progress, in_memory)
         folds = build_folds(dataset, data, num_folds, fold_seed)
         info = _data_info(dataset, root, cache, data, labels, None, num_folds, fold_seed)
+        smallest = min(range(len(folds)), key=lambda k: len(folds[k][0]), default=None)
+        if smallest is not None:  # the smallest training split speaks for all folds
+            _warn_small(data, list(folds[smallest][0]), cfg, f"fold {smallest + 1} of {len(folds)}: ")
         table = cross_validate(data, folds, out, cfg, strategies=names, preprocessing=prep, data_info=info,
                                progress=progress, title=dataset)
         console.print((out / "results.md").read_text(encoding="utf-8"))
