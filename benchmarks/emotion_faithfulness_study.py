@@ -318,7 +318,9 @@ def report(out: Path, table: Any, cells: list[dict[str, Any]], verdict: list[str
     axes[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     rep.figure(fig, "settings.png", "worst explainer's ranking quality per setting (1 = perfect on both bars; the "
-                                    "dotted line is the 0.9 target)")
+                                    "dotted line is the 0.9 target). recommended and paper: mean of 3 seeds (4 "
+                                    "explainers, models of 0.50-0.95 WAR); every other row: seed 0 only (2 "
+                                    "explainers, the best-trained models), so compare those rows with each other")
     plt.close(fig)
     rep.heading("Curves of the recommended and the paper's setting (first seed)")
     for c in cells:
