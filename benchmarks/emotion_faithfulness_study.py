@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                       + " ".join(f"{e} {v['lerf']:+.2f}" for e, v in pe.items())
                       + f"; truth wins (noise >= 0.6) {cell['strong_both']}/{cell['strong_copies']}", flush=True)
     timings["total_s"] = time.perf_counter() - t_start
+    previous = args.out / "results.json"
+    if args.report_only and previous.is_file():  # the run's own timings, not the report's
+        timings = json.loads(previous.read_text()).get("timings_s", timings)
     table = summarize(cells)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(args.out / "table.csv", table.to_csv(index=False, float_format="%.4f"))
