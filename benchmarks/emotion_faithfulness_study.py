@@ -9,7 +9,7 @@ lowest and the true explanation above every strongly degraded copy (noise >= 0.6
 Two SynthAV variants: ``redundant`` (the class cue in every frame and audio window, as SynthAV always did) and
 ``localized`` (the cue in one half of each clip, the same span for frames and audio; with a quarter the tiny
 model reached only 0.41 held-out WAR in 40 epochs, too weak a model to explain). Per variant and seed, one FSLF model (tiny
-VideoMAE, the demo's recipe) is trained on 6 actors; the seed sets the data, the model and the degradations.
+VideoMAE, the demo's recipe but 40 epochs) is trained on 6 actors; the seed sets the data, the model and the degradations.
 
 Settings, one knob changed at a time from the recommended one:
 
@@ -289,8 +289,8 @@ def report(out: Path, table: Any, cells: list[dict[str, Any]], verdict: list[str
     from ffidelity.report import HtmlReport
 
     rep = HtmlReport("F-Fidelity on the emotion model: which setting is faithful?", out)
-    for para in __doc__.split("\n\n")[1:4]:
-        rep.paragraph(para.replace("\n", " "))
+    for para in __doc__.split("\n\n")[1:5]:
+        rep.paragraph(para.replace("\n", " ").replace("``", ""))
     rep.paragraph(f"{args.seeds} seeds for the recommended and paper settings (4 explainers), {args.sweep_seeds} for "
                   f"the one-knob variants (saliency and ViT Grad-CAM); {args.n_test} held-out clips per run; "
                   f"sparsities {SPARSITIES}; noise levels {NOISES}. Total {timings['total_s'] / 60:.1f} min on this "
