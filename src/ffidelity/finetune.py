@@ -32,12 +32,18 @@ def random_keep_mask(valid: torch.Tensor, n_remove: torch.Tensor, generator: tor
     return ~(ranks < n_remove.to(valid.device)[:, None])
 
 
+def random_removal(x: torch.Tensor, units: Units, beta: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """A (B, D) keep mask removing exactly ``floor(beta * D_b)`` random valid units of every input."""
+    valid = units.valid(x)
+    n_remove = torch.floor(beta * valid.sum(1).double() + 1e-9).long()
+    return random_keep_mask(valid, n_remove, generator)
+
+
 def mask_random_units(x: torch.Tensor, units: Units, beta: float,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Removes exactly ``floor(beta * D_b)`` random units of every input (all channels together)."""
-    valid = units.valid(x)
-    n_remove = torch.floor(beta * valid.sum(1).double() + 1e-9).long()
-    return units.remove(x, random_keep_mask(valid, n_remove, generator))
+    return units.remove(x, random_removal(x, units, beta, generator))
 
 
 class RandomMasking:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ffidelity.engine import logits_of
 from ffidelity.registry import Registry
 from ffidelity.units import GridUnits, Units
 
@@ -155,7 +156,7 @@ class TokenDrop(Units):
             sel = (counts == m).nonzero().flatten()
             if m == 0:  # nothing left to encode: the model sees the fully filled input
                 filled = self.units.remove(inputs[rows[sel]], unit_keep.to(emb.device)[sel])
-                logits = _logits(model(filled))
+                logits = logits_of(model(filled))
             else:
                 tokens = emb[rows[sel]][keep[sel]].reshape(sel.numel(), m, emb.shape[2])
                 logits = tm.encode(tokens)
@@ -173,20 +174,12 @@ class TokenDrop(Units):
         return f"TokenDrop({self.units!r}, tokens={self.tokens!r})"
 
 
-def _logits(output: object) -> torch.Tensor:
-    from ffidelity.engine import logits_of
-
-    return logits_of(output)
-
-
 def random_drop_forward(model: nn.Module, units: Units, x: torch.Tensor, beta: float,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """Logits with exactly ``floor(beta * D)`` random valid tokens of every input dropped (fine-tuning, checks)."""
-    from ffidelity.finetune import random_keep_mask
+    from ffidelity.finetune import random_removal
 
-    valid = units.valid(x)
-    n_remove = torch.floor(beta * valid.sum(1).double() + 1e-9).long()
-    keep = random_keep_mask(valid, n_remove, generator)
+    keep = random_removal(x, units, beta, generator)
     rows = torch.arange(x.shape[0], device=x.device)
     return units.forward_removed(model, x, rows, keep)  # type: ignore[attr-defined]
 
@@ -205,4 +198,4 @@ class RandomTokenDropping(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return random_drop_forward(self.model, self.units, x, self.beta)
-        return _logits(self.model(x))
+        return logits_of(self.model(x))

@@ -370,10 +370,20 @@ def morf_signal(result: BenchmarkResult) -> dict[str, dict[str, Any]]:
         if not diffs:
             continue
         d = np.concatenate(diffs)
-        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-        out[method] = {"best": max(set(best_names), key=best_names.count), "difference": float(d.mean()),
-                       "se": se, "signal_se": float(d.mean() / se) if se > 0 else float("inf"), "pairs": int(d.size)}
+        mean, se, signal = paired_signal(d)
+        out[method] = {"best": max(set(best_names), key=best_names.count), "difference": mean, "se": se,
+                       "signal_se": signal, "pairs": int(d.size)}
     return out
+
+
+def paired_signal(diffs: np.ndarray) -> tuple[float, float, float]:
+    """``(mean, standard error, mean / standard error)`` of paired per-clip differences (nan when fewer than 2;
+    inf when every difference is the same non-zero value)."""
+    d = np.asarray(diffs, float)
+    if d.size < 2:
+        return float(d.mean()) if d.size else float("nan"), float("nan"), float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(d.size))
+    return float(d.mean()), se, float(d.mean() / se) if se > 0 else float("inf")
 
 
 def modality_check(run_: Run, items: Sequence[Mapping[str, Any]], fused: FusedClips,
@@ -485,9 +495,8 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
     metric_kw = dict(SETTINGS[setting])
-    removal = removal or metric_kw.pop("removal")
-    unit = unit or metric_kw.pop("unit")
-    metric_kw.pop("removal", None), metric_kw.pop("unit", None)
+    removal, unit = removal or metric_kw.pop("removal"), unit or metric_kw.pop("unit")
+    metric_kw = {k: v for k, v in metric_kw.items() if k not in ("removal", "unit")}
     if setting == "paper" and metric_kw["sparsities"] is None and quick:
         metric_kw["sparsities"] = (0.1, 0.3, 0.5, 0.7)
     task, items, fused = emotion_task(run_, dataset, te, tr, quick=quick, explainers=explainers,

@@ -368,11 +368,11 @@ def _gap_to_random(curves: list[dict[str, Any]], explainer: str, method: str) ->
     seeds = sorted(set(mine) & set(rand))
     if explainer == "random" or not seeds:
         return None
+    from multimae_der.faithfulness import paired_signal
+
     d = np.concatenate([mine[s] - rand[s] for s in seeds])
-    if d.size < 2 or not np.isfinite(d).all():
-        return None
-    se = d.std(ddof=1) / np.sqrt(d.size)
-    return float(d.mean() / se) if se > 0 else None
+    _, _, signal = paired_signal(d)
+    return signal if np.isfinite(signal) else None
 
 
 def _num(v: Any) -> str:
