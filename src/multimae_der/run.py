@@ -136,3 +136,43 @@ def load_run(run_dir: str | Path) -> Run:
         raise ValueError(f"{weights} does not fit the configured model: missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]}")
     return Run(run_dir, model.eval(), cfg)
+
+
+#: folders never searched for runs: a run's own internals and prepared-clip caches
+_NOT_RUNS = {"checkpoints", "logs", "lightning_logs", ".multimae-cache", "__pycache__"}
+
+
+def is_run(folder: str | Path) -> bool:
+    """``folder`` holds a finished run: a MultiMAE-DER ``config.json`` and ``model.safetensors``."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        return False
+    try:
+        read_run_config(folder)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+def find_runs(folder: str | Path, *, max_depth: int = 4) -> list[Path]:
+    """Finished runs at or below ``folder`` (at most ``max_depth`` levels down), sorted by path.
+
+    Lets commands that take ``--run`` accept a folder of runs, such as ``demo-output`` or a ``cv`` output.
+    Hidden folders, caches and a run's own ``checkpoints`` / ``logs`` are not searched.
+    """
+    root = Path(folder)
+    found: list[Path] = []
+    frontier = [root]
+    for _ in range(max_depth + 1):
+        below: list[Path] = []
+        for d in frontier:
+            if is_run(d):
+                found.append(d)
+                continue  # a run's subfolders are its own
+            try:
+                children = sorted(p for p in d.iterdir() if p.is_dir())
+            except OSError:
+                continue
+            below += [p for p in children if p.name not in _NOT_RUNS and not p.name.startswith(".")]
+        frontier = below
+    return sorted(found)

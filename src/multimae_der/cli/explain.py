@@ -15,8 +15,9 @@ import typer
 
 from ffidelity.cli._common import console, friendly_errors
 from multimae_der.cli.data import CacheOpt
+from multimae_der.cli.runs import resolve_run
 
-RunOpt = Annotated[Path, typer.Option(help="A finished run folder.")]
+RunOpt = Annotated[Path, typer.Option(help="A finished run folder, or a folder of runs to choose from.")]
 DatasetOpt = Annotated[str | None, typer.Option(help="Override the run's data set (ravdess, cremad, iemocap).")]
 RootOpt = Annotated[Path | None, typer.Option(help="Override the run's data folder.")]
 LabelsOpt = Annotated[str | None, typer.Option(help="Label set (default: the run's).")]
@@ -109,6 +110,7 @@ def register(app: typer.Typer) -> None:
         from multimae_der.run import load_run
 
         names = _names(explainers)
+        run = resolve_run(run)
         loaded = load_run(run)
         if video is not None:
             data: Any = [load_video_item(loaded, video)]
@@ -163,6 +165,8 @@ def register(app: typer.Typer) -> None:
         unless --paper is given; single options override parts of either.
         """
         from multimae_der.faithfulness import emotion_benchmark
+
+        run = resolve_run(run)
 
         data, train, test, _ = run_data(run, dataset, root, cache, labels, fold, num_folds, progress)
         if test is None:

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from ffidelity.cli._common import console, err_console, friendly_errors
 from multimae_der.cli.data import CacheOpt, _one_line_warnings
+from multimae_der.cli.runs import resolve_run
 
 Fold = tuple[list[int], list[int]]
 
@@ -256,7 +257,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     @friendly_errors
-    def evaluate_cmd(run: Annotated[Path, typer.Option(help="A finished run folder.")],
+    def evaluate_cmd(run: Annotated[Path, typer.Option(help="A finished run folder, or a folder of runs to choose from.")],
                      dataset: Annotated[str | None, typer.Option(help="Override the run's data set.")] = None,
                      root: Annotated[Path | None, typer.Option(help="Override the run's data folder.")] = None,
                      cache: CacheOpt = None, labels: LabelsOpt = None,
@@ -270,6 +271,7 @@ def register(app: typer.Typer) -> None:
         from multimae_der.run import read_run_config
         from multimae_der.train import dataset_class_names
 
+        run = resolve_run(run)
         cfg = read_run_config(run)
         recorded = dict(cfg.get("data") or {})
         if dataset is None and root is None:
@@ -342,12 +344,12 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     @friendly_errors
     def predict_cmd(video: Annotated[Path, typer.Argument(help="A video file with audio.")],
-                    run: Annotated[Path, typer.Option(help="A finished run folder.")],
+                    run: Annotated[Path, typer.Option(help="A finished run folder, or a folder of runs to choose from.")],
                     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
         """Predict the emotion of one video file (preprocessed the way the run's data was)."""
         from multimae_der.predict import predict_file
 
-        pred = predict_file(run, video)
+        pred = predict_file(resolve_run(run), video)
         if as_json:
             typer.echo(json.dumps({"path": str(video), **pred.to_dict()}, indent=2))
             return

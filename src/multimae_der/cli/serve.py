@@ -9,12 +9,13 @@ import typer
 from rich.markup import escape
 
 from ffidelity.cli._common import console, err_console, friendly_errors
+from multimae_der.cli.runs import resolve_run
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     @friendly_errors
-    def serve_cmd(run: Annotated[Path, typer.Option(help="A finished run folder.")],
+    def serve_cmd(run: Annotated[Path, typer.Option(help="A finished run folder, or a folder of runs to choose from.")],
                   port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
                   host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")]
                   = "127.0.0.1",
@@ -30,6 +31,7 @@ def register(app: typer.Typer) -> None:
         """Start the local web app: drop in a video, see the emotion, why, and how faithful the why is."""
         from multimae_der.serve import Limits, serve
 
+        run = resolve_run(run)
         if not 0 < port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {port}")
         limits = Limits(max_mb=max_mb, max_seconds=max_seconds)
