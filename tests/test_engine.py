@@ -152,6 +152,65 @@ def test_results_do_not_depend_on_batch_size_or_sharding() -> None:
                                                                           second.per_sample_plus]))
 
 
+def test_auto_batch_size_keeps_the_fastest_timed_size_and_records_it(monkeypatch) -> None:
+    """Calibration runs every candidate on real chunks (each copy exactly once) and keeps the fastest per copy."""
+    import time
+
+    import ffidelity.engine as engine
+
+    seen: list[int] = []
+
+    class FixedCost(CountingModel):  # 20 ms per call whatever its size: the largest batch is fastest per copy
+        def forward(self, x):
+            seen.append(x.shape[0])
+            time.sleep(0.02)
+            return super().forward(x)
+
+    class QuadraticCost(CountingModel):  # cost grows with size squared: the smallest batch is fastest per copy
+        def forward(self, x):
+            seen.append(x.shape[0])
+            time.sleep(1e-5 * x.shape[0] ** 2)
+            return super().forward(x)
+
+    monkeypatch.setattr(engine, "AUTO_BATCH_SIZES", (8, 32, 128))
+    x, attr = torch.ones(4, 1, 6, 6), torch.randn(4, 1, 6, 6)
+    metric = RFidelity(n_samples=20, progress=False)
+    assert metric.batch_size == "auto"
+    res = metric.evaluate(FixedCost(), x, None, attr)
+    copies = 4 * 19 * 2 * 20
+    assert seen[1:8] == [8, 8, 8, 32, 32, 128, 128] and sum(seen) == 4 + copies  # base pass, warm-up, 2 x each
+    assert metric.batch_size_ == 128 and res.params["batch_size"] == 128 and res.params["batch_size_auto"]
+    assert set(seen[8:-1]) == {128}
+    seen.clear()
+    res2 = metric.evaluate(QuadraticCost(), x, None, attr)
+    assert metric.batch_size_ == 8 and set(seen[8:-1]) == {8}
+    np.testing.assert_array_equal(res.per_sample_plus, res2.per_sample_plus)  # same numbers, other chunks
+    fixed = RFidelity(n_samples=20, progress=False, batch_size=50).evaluate(CountingModel(), x, None, attr)
+    np.testing.assert_array_equal(res.per_sample_minus, fixed.per_sample_minus)
+    assert fixed.params["batch_size"] == 50 and not fixed.params["batch_size_auto"]
+
+
+def test_auto_batch_size_respects_the_memory_bound(monkeypatch) -> None:
+    import ffidelity.engine as engine
+
+    seen: list[int] = []
+
+    class Spy(CountingModel):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return super().forward(x)
+
+    monkeypatch.setattr(engine, "_AUTO_BUFFER_BYTES", 40 * 4 * 36)  # 40 copies of a 6x6 float image
+    RFidelity(n_samples=20, progress=False).evaluate(Spy(), torch.ones(2, 1, 6, 6), None, torch.randn(2, 1, 6, 6))
+    assert max(seen[1:]) == 32
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "fast", True, None])
+def test_batch_size_must_be_positive_or_auto(bad) -> None:
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or 'auto'"):
+        Fidelity(batch_size=bad)
+
+
 def test_ties_are_broken_randomly_not_by_position() -> None:
     scores = torch.zeros(64, 16, dtype=torch.float64)
     valid = torch.ones(64, 16, dtype=torch.bool)

@@ -140,12 +140,16 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "build", "data"), CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+@pytest.mark.parametrize("batch_size", [1, 7, 1000, "auto", "auto-tiny"])
 @pytest.mark.parametrize("path", ["chunk", "run-by-run"])
 def test_engine_equals_the_plain_definition_bit_for_bit(name, build, data, batch_size, path, monkeypatch) -> None:
     # the engine builds masks for the whole chunk at once or run by run, depending on the runs' size: both must
-    # give the definition's numbers
+    # give the definition's numbers; "auto-tiny" calibrates on sizes small enough that the evaluation runs through
+    # the timed chunks into the chosen size
     monkeypatch.setattr(engine, "_RUN_BY_RUN_MIN", 10**9 if path == "chunk" else 0)
+    if batch_size == "auto-tiny":
+        monkeypatch.setattr(engine, "AUTO_BATCH_SIZES", (2, 3, 5, 8))
+        batch_size = "auto"
     model, x, a = data()
     metric = build()
     metric.batch_size = batch_size

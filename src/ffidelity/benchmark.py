@@ -68,7 +68,7 @@ class BenchmarkConfig:
     beta: float = 0.1
     beta_minus: float | None = None
     mode: str = "acc"
-    batch_size: int = 512
+    batch_size: int | str = "auto"
     original_explanations: bool = True
     random_baseline: bool = True
     quick: bool = False

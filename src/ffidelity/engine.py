@@ -22,6 +22,7 @@ matters for small models, where building masks competes with the forward pass.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -37,6 +38,8 @@ from ffidelity.progress import progress_bar
 from ffidelity.result import FidelityResult
 from ffidelity.units import ImageUnits, Units
 
+log = logging.getLogger(__name__)
+
 DEFAULT_SPARSITIES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 MODES = ("acc", "prob")
 
@@ -48,6 +51,12 @@ _TWO32 = 2**32
 #: for the whole chunk at once (fewer Python calls when runs are small: few samples or few units)
 _RUN_BY_RUN_MIN = 4096
 _NO_DRAW = np.uint32(2**31)  # draw of inputs whose rates are all 0 or 1: any value in (0, 2**32 - 1) works
+#: chunk sizes ``batch_size="auto"`` tries, each on two real chunks of the evaluation (none is wasted work)
+AUTO_BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+#: largest masked batch ``"auto"`` may hold per buffer (three buffers exist: two masked, one of inputs)
+_AUTO_BUFFER_BYTES = 256 * 2**20
+#: batch size of plain (unmasked) forward passes under ``"auto"``
+_PLAIN_BATCH = 256
 
 
 def _seed_sequence(seed: int, *keys: int) -> np.random.SeedSequence:
@@ -100,7 +109,10 @@ class Fidelity:
         mode: ``"acc"`` scores 1(argmax f(x') = y); ``"prob"`` scores the softmax probability of y.
         units: what a unit is and how it is removed (default ``ImageUnits()``: pixels, reference 0).
         seed: seeds tie-breaking among equal scores and every Monte-Carlo draw.
-        batch_size: masked copies per forward pass; bounds memory.
+        batch_size: masked copies per forward pass; bounds memory. ``"auto"`` (default) times the sizes in
+            :data:`AUTO_BATCH_SIZES` on the evaluation's first chunks (at most 256 MB per masked batch) and
+            keeps the fastest for the rest; the choice is ``batch_size_`` and the result's
+            ``params["batch_size"]``. Results never depend on it.
         progress: show a progress bar.
     """
 
@@ -112,7 +124,7 @@ class Fidelity:
         mode: str = "acc",
         units: Units | None = None,
         seed: int = 0,
-        batch_size: int = 256,
+        batch_size: int | str = "auto",
         progress: bool = True,
     ) -> None:
         self.sparsities = sparsities
@@ -140,8 +152,9 @@ class Fidelity:
             _check_unit_interval("beta_minus", self.beta_minus)
         if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {self.n_samples!r}")
-        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, (int, np.integer))
+                                          or isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
         s = self.sparsity_grid()
         if s.size == 0:
             raise ValueError("sparsities is empty")
@@ -245,13 +258,15 @@ class Fidelity:
             base_scores=base.numpy(),
             per_sample_plus=(base[:, None] - plus).numpy(),
             per_sample_minus=(base[:, None] - minus).numpy(),
-            params=self.get_params(),
+            params={**self.get_params(), "batch_size": self.batch_size_,
+                    "batch_size_auto": self.batch_size == "auto"},
         )
 
     def _forward(self, model: nn.Module, x: torch.Tensor, device: torch.device, what: str) -> torch.Tensor:
         outs = []
-        for start in range(0, x.shape[0], self.batch_size):
-            outs.append(self._call(model, x[start : start + self.batch_size], device, what))
+        step = _PLAIN_BATCH if self.batch_size == "auto" else int(self.batch_size)
+        for start in range(0, x.shape[0], step):
+            outs.append(self._call(model, x[start : start + step], device, what))
         return torch.cat(outs)
 
     @staticmethod
@@ -311,7 +326,14 @@ class Fidelity:
         x_cpu = inputs.detach().cpu()
         # buffers reused by every chunk: a fresh multi-MB tensor per chunk costs a page fault per 4 kB. The
         # masked batch is double-buffered: the next chunk can be built while the model reads the current one.
-        rows = min(self.batch_size, total)
+        if self.batch_size == "auto":  # sizes whose masked batch fits the memory bound
+            row_bytes = max(1, x_cpu[0].numel() * x_cpu.element_size())
+            fits = [b for b in AUTO_BATCH_SIZES if b * row_bytes <= _AUTO_BUFFER_BYTES] or [AUTO_BATCH_SIZES[0]]
+            candidates = sorted({*(b for b in fits if b < total), min(total, fits[-1])})
+        else:
+            candidates = [int(self.batch_size)]
+        rows = min(candidates[-1], total)
+        bounds: list[tuple[int, int]] = []  # (start, stop) of each chunk, in order
         keep_buf = np.empty((rows, d), dtype=bool)
         bufs: dict[str, torch.Tensor] = {}
         np_bufs: dict[str, np.ndarray] = {}  # draws and thresholds per copy, for short runs only
@@ -321,8 +343,7 @@ class Fidelity:
         def build(chunk: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
             """The masked batch of chunk ``chunk`` and its (input, sparsity, side) indices. With removal inside
             the model the batch is ``(distinct inputs, input of each copy, keep mask)`` instead."""
-            start = chunk * self.batch_size
-            flat = torch.arange(start, min(start + self.batch_size, total))
+            flat = torch.arange(*bounds[chunk])
             c = flat.numel()
             i_idx = flat // tasks
             t_idx = flat % tasks
@@ -373,7 +394,6 @@ class Fidelity:
             x_masked = units.remove_into(x_rows, keep, out_bufs[chunk % 2][:c])
             return x_masked, i_idx, j_idx, side
 
-        n_chunks = -(-total // self.batch_size)
         with progress_bar(total, f"{self.method}: masked forward passes", self.progress) as advance:
 
             def consume(item: tuple[torch.Tensor, ...]) -> None:
@@ -388,18 +408,38 @@ class Fidelity:
                 sums.index_put_((i_idx, j_idx, side), sc, accumulate=True)
                 advance(i_idx.numel())
 
-            # the first chunk runs inline and is timed: masking in a background thread pays off only when it
-            # costs a fair share of the forward pass (small models); otherwise the extra thread only disturbs
-            # the model's thread pool
-            t0 = time.perf_counter()
-            with _single_thread():
-                first = build(0)
-            t_build = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            consume(first)
-            t_model = time.perf_counter() - t0
-            threaded = n_chunks > 2 and t_build > 0.2 * t_model
-            with _prefetched(build, n_chunks, start=1, threaded=threaded) as batches:
+            # the first chunks run inline and are timed. With several candidate sizes (batch_size "auto") each
+            # runs on two chunks after a warm-up chunk, and the fastest per masked copy is kept. Masking in a
+            # background thread pays off only when it costs a fair share of the forward pass (small models);
+            # otherwise the extra thread only disturbs the model's thread pool.
+            plan = candidates[:1] + [b for b in candidates for _ in range(2)] if len(candidates) > 1 else candidates
+            per_copy: dict[int, tuple[float, float, float]] = {}  # size -> (s per copy, t_build, t_model)
+            done = 0
+            for j, size in enumerate(plan):
+                if done >= total:
+                    break
+                bounds.append((done, min(done + size, total)))
+                t0 = time.perf_counter()
+                with _single_thread():
+                    item = build(len(bounds) - 1)
+                t_build = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                consume(item)
+                t_model = time.perf_counter() - t0
+                c = bounds[-1][1] - done
+                done = bounds[-1][1]
+                if (j > 0 or len(plan) == 1) and (t_build + t_model) / c < per_copy.get(size, (math.inf,))[0]:
+                    per_copy[size] = ((t_build + t_model) / c, t_build, t_model)
+            chosen = min(per_copy, key=lambda b: per_copy[b][0]) if per_copy else candidates[0]
+            self.batch_size_ = chosen
+            if len(candidates) > 1:
+                log.info("%s: batch size %d chosen (ms per masked copy: %s)", self.method, chosen,
+                         ", ".join(f"{b} -> {v[0] * 1e3:.3f}" for b, v in sorted(per_copy.items())))
+            _, t_build, t_model = per_copy.get(chosen, (0.0, 0.0, 1.0))
+            calibrated = len(bounds)
+            bounds.extend((a, min(a + chosen, total)) for a in range(done, total, chosen))
+            threaded = len(bounds) - calibrated > 2 and t_build > 0.2 * t_model
+            with _prefetched(build, len(bounds), start=calibrated, threaded=threaded) as batches:
                 for item in batches:
                     consume(item)
         means = sums / n_draw

@@ -505,7 +505,7 @@ def emotion_benchmark(run_dir: str | Path | Run, dataset: Any, out: str | Path, 
     cfg_kw: dict[str, Any] = {"dataset": task.name, "explainers": task.explainers, "methods": preset["methods"],
                               "seeds": preset["seeds"], "noises": preset["noises"], **metric_kw,
                               "finetune_epochs": preset["finetune_epochs"],
-                              "n_test": len(te), "n_samples": preset["n_samples"], "batch_size": 32,
+                              "n_test": len(te), "n_samples": preset["n_samples"], "batch_size": "auto",
                               "original_explanations": not quick, "quick": quick, "progress": progress,
                               # a base explainer named "random" would collide with the random baseline's rows
                               "random_baseline": "random" not in task.explainers}

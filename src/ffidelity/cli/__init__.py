@@ -14,6 +14,16 @@ for _module in (evaluate, benchmark):
     _module.register(app)
 
 
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the engine decides (e.g. the "
+                                                                        "batch size it chose).")) -> None:
+    if verbose:
+        import logging
+
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("ffidelity").setLevel(logging.INFO)
+
+
 def main() -> None:
     setup_environment()
     app()

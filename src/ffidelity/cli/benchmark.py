@@ -17,6 +17,15 @@ def _split(value: str | None) -> tuple[str, ...] | None:
     return items or None
 
 
+def _batch_size(value: str) -> int | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--batch-size must be a positive integer or auto, got {value!r}") from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
@@ -40,7 +49,7 @@ def register(app: typer.Typer) -> None:
         epochs: int | None = typer.Option(None, help="Training epochs of the models (default: the data set's)."),
         finetune_epochs: int | None = typer.Option(None, help="F-Fidelity fine-tuning epochs (default: the "
                                                    "data set's)."),
-        batch_size: int = typer.Option(512, help="Masked copies per forward pass."),
+        batch_size: str = typer.Option("auto", help="Masked copies per forward pass: a number, or auto (the engine times a few sizes and keeps the fastest)."),
         devices: int = typer.Option(1, help="Processes sharing the evaluation (GPUs, or CPU workers); under "
                                     "torchrun/SLURM the job's processes are used."),
         strategy: str = typer.Option("ddp", help="Scale-out strategy (only 'ddp': shard inputs, gather results)."),
@@ -50,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         common = {"dataset": dataset, "root": str(root) if root else None, "explainers": _split(explainers),
                   "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha,
-                  "alpha_minus": alpha, "mode": mode, "batch_size": batch_size, "epochs": epochs,
+                  "alpha_minus": alpha, "mode": mode, "batch_size": _batch_size(batch_size), "epochs": epochs,
                   "finetune_epochs": finetune_epochs}
         sized = {"seeds": seeds, "n_test": n_test, "n_samples": n_samples}
         if quick:
