@@ -66,19 +66,19 @@ def measure(n_inputs: int, width: int, n_samples: int, n_sparsities: int, featur
 
     run_engine(), run_adapter()  # warm-up: allocator, oneDNN primitives
     steps = len(run_pixel_flipping()[0])
-    rows = []
+    rows, last = [], {}
     for r in range(repeats):
         row: dict[str, float] = {}
         order = [("engine", run_engine), ("adapter", run_adapter)]
         for name, fn in order if r % 2 == 0 else order[::-1]:  # alternate who runs first
             t0 = time.perf_counter()
-            fn()
+            last[name] = fn()
             row[name] = passes / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         run_pixel_flipping()
         row["pixel_flipping"] = n_inputs * steps / (time.perf_counter() - t0)
         rows.append(row)
-    same = bool(np.array_equal(run_engine(), run_adapter()))
+    same = bool(np.array_equal(last["engine"], last["adapter"]))
     return {"quantus_version": quantus.__version__, "n_inputs": n_inputs, "width": width, "n_samples": n_samples,
             "sparsities": sparsities, "passes_per_call": passes, "pixel_flipping_steps": steps,
             "features_in_step": features_in_step, "threads": threads, "repeats": rows, "identical_scores": same}
@@ -95,9 +95,11 @@ def quantus_adapter(ctx: Context) -> BenchResult:
                                   note="Quantus is not installed (pip install 'ffidelity-multimae[quantus]')"))
         res.notes.append("Skipped: Quantus is not installed; it is the optional 'quantus' extra.")
         return res
-    n = {"full": 16, "quick": 8}.get(p.name, 2)
+    # (inputs, samples, sparsities): the full profile's ResNet-9 (width 64) runs ~150 masked passes per second
+    # here, so it gets a few hundred passes per call, not the engine benchmark's tens of thousands
+    n, n_samples, n_sparsities = {"full": (4, 10, 5), "quick": (8, 10, 5)}.get(p.name, (2, 2, 2))
     out = run_child("quantus_adapter", {
-        "n_inputs": n, "width": p.resnet_width, "n_samples": p.n_samples, "n_sparsities": p.n_sparsities,
+        "n_inputs": n, "width": p.resnet_width, "n_samples": n_samples, "n_sparsities": n_sparsities,
         "features_in_step": 64 if p.name == "full" else 256, "threads": ctx.best_threads,
         "repeats": max(3, p.repeats), "site": str(SITE) if SITE.is_dir() else None}, timeout=900)
     rows = out["repeats"]
@@ -106,9 +108,10 @@ def quantus_adapter(ctx: Context) -> BenchResult:
     res.data = {**out, "ratio": {"median": statistics.median(ratio), "best": max(ratio), "min": min(ratio)}}
     ctx.log(f"  adapter / evaluate {statistics.median(ratio):.3f}, adapter / PixelFlipping {pf:.2f} "
             "(masked passes per second)")
-    res.targets.append(Target(name, statistics.median(ratio), 0.9, op=">=", unit="x",
-                              note=f"ResNet-9 width {p.resnet_width}, {n} inputs, {p.n_sparsities} sparsities x 2 "
-                              f"sides x {p.n_samples} samples; scores identical: {out['identical_scores']}"))
+    # the smoke size (a few dozen passes) measures the ~1 ms fixed cost of Quantus's preprocessing, not throughput
+    res.targets.append(Target(name, statistics.median(ratio), None if p.name == "smoke" else 0.9, op=">=", unit="x",
+                              note=f"ResNet-9 width {p.resnet_width}, {n} inputs, {n_sparsities} sparsities x 2 "
+                              f"sides x {n_samples} samples; scores identical: {out['identical_scores']}"))
     res.targets.append(Target(f"FFidelityMetric / Quantus {out['quantus_version']} PixelFlipping (masked passes "
                               "per second, same model and call)", pf, None, unit="x",
                               note=f"PixelFlipping: {out['pixel_flipping_steps']} steps of "
