@@ -146,8 +146,16 @@ def engine_model(name: str, profile: str, threads: list[int]) -> dict[str, Any]:
     return {**data, "log": lines}
 
 
+def quantus_adapter(**kwargs: Any) -> dict[str, Any]:
+    """The Quantus adapter against ``evaluate`` and PixelFlipping (``benchmarks.quantus_adapter.measure``)."""
+    from benchmarks.quantus_adapter import measure
+
+    return measure(**kwargs)
+
+
 FUNCTIONS = {"rfid_memory": rfid_memory, "explain_memory": explain_memory,
-             "quantus_pixelflipping": quantus_pixelflipping, "engine_model": engine_model}
+             "quantus_pixelflipping": quantus_pixelflipping, "engine_model": engine_model,
+             "quantus_adapter": quantus_adapter}
 
 
 def main() -> None:
