@@ -31,8 +31,8 @@ from benchmarks.summary import write_summary
 from ffidelity import atomic
 
 #: modules whose import registers benchmarks, in the order they run
-MODULES = ("engine_throughput", "memory_scaling", "explainers", "emotion", "token_drop", "quantus_cmp",
-           "quantus_adapter")
+MODULES = ("engine_throughput", "engine_defaults", "memory_scaling", "explainers", "emotion", "token_drop",
+           "quantus_cmp", "quantus_adapter")
 
 
 def load_benchmarks() -> list[str]:

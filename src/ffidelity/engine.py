@@ -112,7 +112,8 @@ class Fidelity:
         batch_size: masked copies per forward pass; bounds memory. ``"auto"`` (default) times the sizes in
             :data:`AUTO_BATCH_SIZES` on the evaluation's first chunks (at most 256 MB per masked batch) and
             keeps the fastest for the rest; the choice is ``batch_size_`` and the result's
-            ``params["batch_size"]``. Results never depend on it.
+            ``params["batch_size"]``, the timed chunks ``calibration_`` (copies, seconds). Results never depend
+            on it.
         progress: show a progress bar.
     """
 
@@ -414,6 +415,7 @@ class Fidelity:
             # otherwise the extra thread only disturbs the model's thread pool.
             plan = candidates[:1] + [b for b in candidates for _ in range(2)] if len(candidates) > 1 else candidates
             per_copy: dict[int, tuple[float, float, float]] = {}  # size -> (s per copy, t_build, t_model)
+            self.calibration_: list[tuple[int, float]] = []  # (copies, seconds) of every timed chunk
             done = 0
             for j, size in enumerate(plan):
                 if done >= total:
@@ -428,6 +430,7 @@ class Fidelity:
                 t_model = time.perf_counter() - t0
                 c = bounds[-1][1] - done
                 done = bounds[-1][1]
+                self.calibration_.append((c, t_build + t_model))
                 if (j > 0 or len(plan) == 1) and (t_build + t_model) / c < per_copy.get(size, (math.inf,))[0]:
                     per_copy[size] = ((t_build + t_model) / c, t_build, t_model)
             chosen = min(per_copy, key=lambda b: per_copy[b][0]) if per_copy else candidates[0]
