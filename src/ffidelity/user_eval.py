@@ -96,8 +96,6 @@ class EvaluateConfig:
             raise ValueError(f"--metrics must be a comma-separated subset of {', '.join(METRICS)}, got "
                              f"{','.join(self.metrics) or 'nothing'}")
         self.explainers = tuple(dict.fromkeys(resolve_explainer(e) for e in self.explainers))
-        if not self.explainers and self.attributions is None:
-            raise ValueError("nothing to evaluate: pass --explainers (e.g. saliency,ig) and/or --attributions FILE")
         if "ffid" in self.metrics and self.finetune_data is None:
             raise ValueError("F-Fidelity (ffid in --metrics) evaluates on a copy of the model fine-tuned on random "
                              "masks: pass --finetune-data (an .npz/.pt with x and y, or a labelled image folder, "
@@ -189,6 +187,9 @@ def run(cfg: EvaluateConfig) -> Evaluation:
         _check_attribution_shape(attr, data.x, units, path)
         name = f"file:{path.name}" if f"file:{path.name}" not in given else f"file:{path}"
         given[name], read_from[name] = attr, f"read from {path}"
+    if not cfg.explainers and not given:
+        raise ValueError(f"{data.path}: nothing to evaluate: pass --explainers (e.g. saliency,ig) and/or "
+                         "--attributions FILE, or store an 'attributions' array beside 'x'")
 
     tuned = None
     if "ffid" in cfg.metrics:

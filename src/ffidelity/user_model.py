@@ -8,6 +8,7 @@ format), Hugging Face folders by ``from_pretrained`` offline. Every problem is r
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,27 @@ from torch import nn
 from ffidelity.engine import logits_of, model_device
 
 
-def short_error(exc: BaseException) -> str:
-    """``"Type: first line of the message"``: one line for any exception."""
-    text = str(exc).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+def short_error(exc: BaseException, limit: int = 200) -> str:
+    """``"Type: message"`` in one line for any exception, cut to its first sentence when long.
+
+    TorchScript errors say what failed on their last line, pickle refusals name the refused class further down:
+    those lines are taken instead of the first.
+    """
+    text = _ANSI.sub("", str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    refused = next((m.group(1) for line in lines if (m := _REFUSED.search(line))), None)
+    if refused:
+        return f"{type(exc).__name__}: it holds a pickled {refused}, which is refused"
+    first = lines[-1] if lines and "TorchScript interpreter" in lines[0] else (lines[0] if lines else "")
+    if len(first) > limit and ". " in first[20:]:
+        first = first[: first.index(". ", 20) + 1]
+    if re.match(r"\w+(Error|Exception): ", first):  # the line names its own exception type
+        return first
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REFUSED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 class LogitsOnly(nn.Module):
@@ -89,9 +106,12 @@ def load_model(path: str | Path) -> LoadedModel:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError, ValueError, ... depending on what is wrong
-        raise ValueError(f"{path}: cannot load it as a TorchScript model ({short_error(exc)}); save the model "
-                         "with torch.jit.script(model).save(path), or pass a Hugging Face save_pretrained "
-                         "folder") from None
+        why = short_error(exc)
+        if "constants.pkl" in why:  # a zip archive of torch.save: pickled Python objects, never loaded here
+            why = "it is a torch.save file of pickled objects, not a TorchScript archive"
+        raise ValueError(f"{path}: cannot load it as a TorchScript model ({why}); save the model with "
+                         "torch.jit.script(model).save(path), or pass a Hugging Face save_pretrained folder"
+                         ) from None
     return LoadedModel(TorchScriptLogits(module).eval(), path, "torchscript")
 
 
