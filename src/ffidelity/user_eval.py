@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,6 @@ class EvaluateConfig:
     finetune_lr: float = 1e-4
     overwrite: bool = False
     progress: bool = False
-    _metrics: dict[str, Fidelity] = field(default_factory=dict, repr=False, compare=False)
 
     def check(self) -> None:
         """Checks every setting before any file is read; raises ``ValueError`` naming the option."""
@@ -110,12 +109,9 @@ class EvaluateConfig:
             raise ValueError(f"--reference must be a finite number, got {self.reference}")
         for m in self.metrics:
             try:
-                self._metrics[m] = self.metric(m)
+                self.metric(m)  # the engine checks its parameters
             except ValueError as exc:
-                opt = next((o for o in ("sparsit", "beta", "alpha", "n_samples", "batch_size", "mode") if o in
-                            str(exc)), None)
-                flag = {"sparsit": "--sparsities", "n_samples": "--n-samples",
-                        "batch_size": "--batch-size"}.get(opt or "", f"--{opt}" if opt else "settings")
+                flag = next((f for word, f in _FLAGS if word in str(exc)), "settings")
                 raise ValueError(f"{flag}: {exc}") from None
 
     def metric(self, name: str, units: Units | None = None) -> Fidelity:
@@ -130,7 +126,13 @@ class EvaluateConfig:
                          **common)
 
     def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        """The settings as a JSON-able dict (config.json)."""
+        return asdict(self)
+
+
+#: words of the engine's parameter errors -> the command-line option to name
+_FLAGS = (("sparsit", "--sparsities"), ("beta", "--beta"), ("alpha", "--alpha"), ("n_samples", "--n-samples"),
+          ("batch_size", "--batch-size"), ("mode", "--mode"))
 
 
 def units_for(x: torch.Tensor, patch: int, reference: float, path: Path) -> Units:
@@ -242,12 +244,18 @@ def publish(out: Path, overwrite: bool, write: Any) -> Path:
     old = None
     try:
         write(tmp)
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()):  # --overwrite: the old folder goes only once the new is in
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
         elif out.is_dir():
             out.rmdir()
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)
+                old = None
+            raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -102,8 +102,8 @@ def write_outputs(ev: Evaluation, out: str | Path) -> None:
     rep.heading("Curves")
     for m, by_name in ev.results.items():
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, r in by_name.items():
-            r.plot(ax=ax, label=name)
+        for k, (name, r) in enumerate(by_name.items()):
+            r.plot(ax=ax, label=name, color=f"C{k % 10}")  # one colour per explanation, Fid- dashed
         ax.set_title(METRIC_NAMES[m])
         rep.figure(fig, f"curves_{m}.png", f"{METRIC_NAMES[m]}: Fid+ (solid) and Fid- (dashed) per sparsity")
     rep.heading("Explanations")
