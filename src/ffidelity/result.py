@@ -95,8 +95,8 @@ class FidelityResult:
         """Writes the summary (not the per-input arrays) as JSON, atomically."""
         atomic.write_json(path, self.to_dict())
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Figure:
-        """Plots Fid+ and Fid- against sparsity; returns the figure."""
+    def plot(self, ax: Any = None, label: str | None = None, color: Any = None) -> Figure:
+        """Plots Fid+ and Fid- against sparsity (in one ``color`` when given); returns the figure."""
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -104,8 +104,8 @@ class FidelityResult:
         else:
             fig = ax.figure
         name = label or self.method
-        ax.plot(self.sparsities, self.fid_plus, "-o", ms=3, label=f"{name} Fid+ (MoRF)")
-        ax.plot(self.sparsities, self.fid_minus, "--s", ms=3, label=f"{name} Fid- (LeRF)")
+        ax.plot(self.sparsities, self.fid_plus, "-o", ms=3, color=color, label=f"{name} Fid+ (MoRF)")
+        ax.plot(self.sparsities, self.fid_minus, "--s", ms=3, color=color, label=f"{name} Fid- (LeRF)")
         ax.set_xlabel("sparsity (fraction of units in the explanation)")
         ax.set_ylabel(f"fidelity ({self.params.get('mode', 'acc')})")
         ax.grid(alpha=0.3)
