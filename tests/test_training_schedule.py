@@ -49,3 +49,18 @@ def test_constant_schedule_keeps_the_learning_rate(seen_lrs) -> None:
 def test_unknown_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match="schedule must be one of"):
         fit_classifier(nn.Linear(4, 2), _data(), epochs=1, schedule="linear", progress=False)
+
+
+def test_a_torchscript_model_fine_tunes_and_stays_untouched() -> None:
+    """F-Fidelity fine-tunes a copy: a scripted model's deep copy is not trainable, so it is saved and reloaded."""
+    from ffidelity import FFidelity
+
+    torch.manual_seed(0)
+    net = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(24, 1, 4, 4), torch.randint(0, 3, (24,))
+    tuned = FFidelity(beta=0.2, n_samples=2, progress=False).finetune(net, (x, y), epochs=2, lr=1e-2,
+                                                                      batch_size=8, progress=False)
+    assert isinstance(tuned, torch.jit.ScriptModule)
+    assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())  # the copy trained
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the original did not

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
 import pickle
@@ -202,6 +203,21 @@ def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoade
     return DataLoader(data, batch_size=batch_size, sampler=sampler)
 
 
+def trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters can be trained, TorchScript modules included.
+
+    ``copy.deepcopy`` of a ``ScriptModule`` gives parameters that are not leaves (the optimiser refuses them), so
+    those round-trip through ``torch.jit.save`` / ``torch.jit.load`` instead.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        torch.jit.save(model, buf)
+        buf.seek(0)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return torch.jit.load(buf, map_location=device).train(model.training)
+    return copy.deepcopy(model)
+
+
 def fit_classifier(
     model: nn.Module,
     train_data: Any,
@@ -240,7 +256,7 @@ def fit_classifier(
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    trained = copy.deepcopy(model)
+    trained = trainable_copy(model)
     final = Path(out_dir) / "model.safetensors" if out_dir is not None else None
     if final is not None and final.exists():
         try:

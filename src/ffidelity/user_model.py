@@ -7,7 +7,6 @@ format), Hugging Face folders by ``from_pretrained`` offline. Every problem is r
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +57,9 @@ class TorchScriptLogits(LogitsOnly):
     since ``copy.deepcopy`` of a ``ScriptModule`` gives parameters that are not leaves and cannot be optimised."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TorchScriptLogits:
-        buf = io.BytesIO()
-        torch.jit.save(self.model, buf)
-        buf.seek(0)
-        copy = TorchScriptLogits(torch.jit.load(buf, map_location="cpu"))
-        return copy.train(self.training)
+        from ffidelity.training import trainable_copy
+
+        return TorchScriptLogits(trainable_copy(self.model)).train(self.training)
 
 
 @dataclass
