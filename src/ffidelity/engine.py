@@ -87,6 +87,7 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     for p in model.parameters():
         return p.device
     return torch.device("cpu")

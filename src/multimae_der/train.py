@@ -223,6 +223,7 @@ def dataset_class_names(dataset: Dataset) -> list[str] | None:
 
 
 def build_model_config(config: TrainConfig, class_names: Sequence[str]) -> VideoMAEConfig:
+    """The encoder configuration of a training run: its architecture, image size, frames and classes."""
     return make_config(config.model, class_names=list(class_names), image_size=config.image_size,
                        num_frames=config.num_frames, head_dropout=config.head_dropout, **config.model_overrides)
 
