@@ -38,6 +38,7 @@ from ffidelity.result import FidelityResult
 from ffidelity.units import ImageUnits, Units
 
 DEFAULT_SPARSITIES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""The paper's sparsity grid: 0.05, 0.10, ..., 0.95 (19 explanation sizes, fractions of the units)."""
 MODES = ("acc", "prob")
 
 _STREAM_RANK = 0
