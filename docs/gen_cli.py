@@ -81,7 +81,8 @@ def command_markdown(prog: str, name: str, cmd: Any) -> str:
     if help_text:
         lines += [help_text.replace("\b\n", ""), ""]
     ctx = Context(cmd, info_name=f"{prog} {name}")
-    args = [p.name.upper() for p in cmd.params if not _is_option(p) and not getattr(p, "hidden", False)]
+    args = [p.name.upper() if p.required else f"[{p.name.upper()}]" for p in cmd.params
+            if not _is_option(p) and not getattr(p, "hidden", False)]
     usage = " ".join(["[OPTIONS]", *args])
     lines += [f"**Usage:** `{prog} {name} {usage}`", ""]
     params = [p for p in cmd.params if not getattr(p, "hidden", False)]
