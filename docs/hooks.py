@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 CLI_PAGE = "reference/cli.md"
+# Sphinx roles in docstrings (:class:`x`, :func:`~a.b`) render as a stray ":class:" before the code span
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|data|attr|mod|obj|exc|const):(<code>)~?")
 
 
 def _gen_cli() -> Any:
@@ -33,3 +36,8 @@ def on_files(files: Files, config: Any) -> Files:
     """Adds the generated CLI reference page."""
     files.append(File.generated(config, CLI_PAGE, content=_gen_cli().cli_markdown()))
     return files
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    """Drops the Sphinx markup docstrings use: role prefixes of code spans, and the "::" before a code block."""
+    return SPHINX_ROLE.sub(r"\1", html).replace("::</p>", ":</p>")
