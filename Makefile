@@ -9,8 +9,9 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := passive
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo docs test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,12 +27,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m multimae_der.demo --out demo-output
 
+# The documentation site (mkdocs-material + mkdocstrings), offline: open site/index.html.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -q -d site
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# The site is built strictly (any warning fails) before the tests; tests/test_docs.py reads that build.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -x -q
+	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \
+	  echo "$(BIN)/mkdocs build --strict -q -d $$site" && $(BIN)/mkdocs build --strict -q -d "$$site" && \
+	  DOCS_SITE_DIR="$$site" $(BIN)/python -m pytest -x -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -x -q -m "not slow"
@@ -40,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out benchmarks/results
 
 clean:
-	rm -rf demo-output lightning_logs .pytest_cache
+	rm -rf demo-output lightning_logs .pytest_cache site

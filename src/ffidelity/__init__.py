@@ -20,6 +20,7 @@ from ffidelity.units import GridUnits, ImageUnits, SequenceUnits, TokenUnits, Un
 from ffidelity.video_units import GroupUnits, VideoUnits
 
 __version__ = "0.1.0"
+"""The package version."""
 
 __all__ = [
     "DEFAULT_SPARSITIES",

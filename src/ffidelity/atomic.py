@@ -46,11 +46,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically: the file is either complete or absent."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically: the file is either complete or absent."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def write_outputs(result: BenchmarkResult, task: Task) -> None:
+    """Writes results.json, table.csv, the curve plots and report.html of ``result`` into its ``out_dir``."""
     from ffidelity.benchmark import METHOD_NAMES
 
     out = result.out_dir

@@ -29,6 +29,7 @@ def world() -> tuple[int, int]:
 
 
 def barrier() -> None:
+    """Waits for every process of the group; a no-op outside a process group."""
     if world()[1] > 1:
         dist.barrier()
 

@@ -41,6 +41,7 @@ from ffidelity.units import ImageUnits, Units
 log = logging.getLogger(__name__)
 
 DEFAULT_SPARSITIES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""The paper's sparsity grid: 0.05, 0.10, ..., 0.95 (19 explanation sizes, fractions of the units)."""
 MODES = ("acc", "prob")
 
 _STREAM_RANK = 0
@@ -96,6 +97,7 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     for p in model.parameters():
         return p.device
     return torch.device("cpu")

@@ -28,6 +28,7 @@ from ffidelity.registry import Registry
 
 Explainer = Callable[..., torch.Tensor]
 EXPLAINERS: Registry[Explainer] = Registry("explainer")
+"""Every registered explainer by name (``EXPLAINERS.names()``); ``@register("name")`` adds one."""
 register = EXPLAINERS.register
 
 

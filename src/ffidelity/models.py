@@ -9,6 +9,7 @@ from torch import nn
 
 
 def conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
+    """A 3x3 convolution, batch norm and ReLU block, followed by 2x2 max pooling when ``pool``."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                                nn.ReLU()]
     if pool:

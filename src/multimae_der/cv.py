@@ -54,6 +54,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """The summary table as Markdown: UAR and WAR as ``mean ± std`` (%) per strategy, with the fold count."""
     def pm(m: float, s: float) -> str:
         return f"{m:.2f} ± {s:.2f}" if pd.notna(s) else f"{m:.2f}"
 

@@ -208,6 +208,7 @@ STAGES: dict[str, Stage] = {"benchmark": stage_benchmark, "size": stage_size, "e
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the demo's stages (``--out``, ``--small``, ``--only``), writes index.html and returns each stage's results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo-output", type=Path)
     parser.add_argument("--small", action="store_true", help="tiny sizes (tests)")

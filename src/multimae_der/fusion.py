@@ -122,6 +122,8 @@ class FusionLayout:
 
 
 class FusionFn(Protocol):
+    """A fusion strategy: ``(video, audio, num_frames, clip_seeds, **options) -> (frames, layouts)``."""
+
     def __call__(self, video: torch.Tensor, audio: torch.Tensor, num_frames: int,
                  clip_seeds: Sequence[int] | None, **options: Any) -> tuple[torch.Tensor, list[FusionLayout]]: ...
 

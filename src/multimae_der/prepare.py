@@ -374,6 +374,7 @@ def _record(ok: bool, message: str, source: ClipSource, file: Path, done: list, 
 
 
 def index_path(cache: str | os.PathLike[str], config: PrepareConfig) -> Path:
+    """The index file of the clips prepared with ``config`` in ``cache`` (one per preprocessing hash)."""
     return Path(cache) / f"index-{config.hash()}.json"
 
 

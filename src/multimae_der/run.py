@@ -91,10 +91,12 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    """Writes ``config`` as the run's ``config.json`` (atomically), tagged with the run format."""
     atomic.write_json(Path(run_dir) / CONFIG_FILE, {"format": RUN_FORMAT, **config})
 
 
 def model_config(run_config: dict[str, Any]) -> VideoMAEConfig:
+    """The ``VideoMAEConfig`` stored in a run configuration (its ``model`` entry)."""
     return VideoMAEConfig.from_dict(dict(run_config["model"]))
 
 

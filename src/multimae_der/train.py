@@ -54,7 +54,8 @@ class TrainConfig:
         model: named architecture (``tiny``, ``small``, ``base``, ``large``); ``image_size`` overrides its size;
             ``model_overrides`` any other ``VideoMAEConfig`` field (e.g. ``{"num_hidden_layers": 2}``).
         fusion, num_frames, fusion_options: the fusion strategy and its options.
-        epochs, batch_size, lr, weight_decay, warmup (fraction of steps), schedule (``cosine`` | ``constant``).
+        epochs, batch_size, lr, weight_decay, warmup, schedule: the optimisation (``warmup`` is a fraction of
+            the steps; ``schedule`` is ``cosine`` or ``constant``).
         linear_probe: freeze the encoder (the official code) instead of fine-tuning it (the paper's text).
         head_dropout: dropout before the classifier.
         init_from: initial weights: a ``save_pretrained`` folder, a pre-training run, or an original ``.pth``.
@@ -223,6 +224,7 @@ def dataset_class_names(dataset: Dataset) -> list[str] | None:
 
 
 def build_model_config(config: TrainConfig, class_names: Sequence[str]) -> VideoMAEConfig:
+    """The encoder configuration of a training run: its architecture, image size, frames and classes."""
     return make_config(config.model, class_names=list(class_names), image_size=config.image_size,
                        num_frames=config.num_frames, head_dropout=config.head_dropout, **config.model_overrides)
 
