@@ -96,6 +96,16 @@ def test_cli_train_evaluate_predict_cv_pretrain(tmp_path, fake_data, monkeypatch
     assert table["strategy"].tolist() == ["fslf", "audio"] and (table["folds"] == 2).all()
     assert pd.read_csv(cv_dir / "folds.csv")["fold"].tolist() == [1, 2, 1, 2]
     assert json.loads((cv_dir / "fslf" / "fold_2" / "config.json").read_text())["data"]["fold"] == 2
+    some = tmp_path / "cv-some"  # --folds runs a subset and keeps the folds' numbers
+    r = invoke("cv", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(some), "--fusion", "audio",
+               "--epochs", "1", "--folds", "2", *FAST)
+    assert r.exit_code == 0, r.output
+    assert not (some / "audio" / "fold_1").exists() and (some / "audio" / "fold_2" / "metrics.json").is_file()
+    assert pd.read_csv(some / "folds.csv")["fold"].tolist() == [2]
+    md = (some / "results.md").read_text()
+    assert "Folds 2 " in md and "multimae-der cv --dataset ravdess" in md and "--folds 2" in md
+    r = invoke("cv", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(some), "--folds", "3", *FAST)
+    assert r.exit_code == 1 and "the data has folds 1-2" in r.output
 
     pre = tmp_path / "pre"
     r = invoke("pretrain", "--dataset", "ravdess", "--root", str(tmp_path), "--out", str(pre), "--epochs", "1",

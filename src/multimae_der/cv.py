@@ -92,7 +92,8 @@ def plot_table(table: pd.DataFrame, path: str | Path, title: str = "") -> None:
 def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path, config: TrainConfig | None = None,
                    *, strategies: Sequence[str] = PAPER_ORDER, class_names: Sequence[str] | None = None,
                    preprocessing: Any = None, data_info: dict[str, Any] | None = None,
-                   batch_size: int | None = None, progress: bool = True, title: str = "") -> pd.DataFrame:
+                   batch_size: int | None = None, progress: bool = True, title: str = "",
+                   fold_numbers: Sequence[int] | None = None, command: str | None = None) -> pd.DataFrame:
     """Trains and scores every (strategy, fold); returns the summary table (also written to ``out_dir``).
 
     Args:
@@ -104,16 +105,21 @@ def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path,
         preprocessing: the data's :class:`~multimae_der.prepare.PrepareConfig` (default: the dataset's).
         data_info: where the data came from (see :func:`multimae_der.train.train`); each cell records its fold
             number too, so ``multimae-der evaluate --run OUT/<strategy>/fold_<k>`` works on its own.
+        fold_numbers: the number of each given fold (default 1, 2, ...), when only some folds are run.
+        command: the command line that reproduces the table, written under it in ``results.md``.
     """
     config = config or TrainConfig()
     out = Path(out_dir)
     check_folds(folds, len(dataset))
+    numbers = list(fold_numbers) if fold_numbers is not None else list(range(1, len(folds) + 1))
+    if len(numbers) != len(folds):
+        raise ValueError(f"{len(numbers)} fold numbers for {len(folds)} folds")
     for s in strategies:
         FUSIONS.get(s)
     names = list(class_names) if class_names is not None else dataset_class_names(dataset)
     rows: list[dict[str, Any]] = []
     for strategy in strategies:
-        for k, (tr, te) in enumerate(folds, start=1):
+        for k, (tr, te) in zip(numbers, folds, strict=True):
             run_dir = out / strategy.lower() / f"fold_{k}"
             metrics_file = run_dir / METRICS_FILE
             if metrics_file.is_file():
@@ -130,6 +136,9 @@ def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path,
     table = summarize(frame)
     atomic.write_text(out / "folds.csv", frame.to_csv(index=False))
     atomic.write_text(out / "results.csv", table.to_csv(index=False, float_format="%.2f"))
-    atomic.write_text(out / "results.md", to_markdown(table))
+    md = to_markdown(table)
+    if command:
+        md += f"\nFolds {', '.join(map(str, numbers))} (mean ± sample std over folds). Reproduce with:\n\n    {command}\n"
+    atomic.write_text(out / "results.md", md)
     plot_table(table, out / "results.png", title=title)
     return table

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +36,36 @@ def build_dataset(dataset: str, root: Path, cache: Path | None, config: Any, lab
 
     return _build(dataset, root, cache=cache, config=config, label_set=label_set, workers=workers,
                   progress=progress, in_memory=in_memory)
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as a user would type it: the program, the command and every option not at its default."""
+    parts = [ctx.find_root().info_name or "multimae-der", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or not param.opts:
+            continue
+        if isinstance(value, bool):
+            flags = param.opts if value else getattr(param, "secondary_opts", [])
+            if flags:
+                parts.append(max(flags, key=len))
+            continue
+        parts += [max(param.opts, key=len), shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def _fold_numbers(text: str | None, total: int) -> list[int]:
+    """``--folds 1,2,3`` as fold numbers (from 1), checked against the ``total`` folds; all when not given."""
+    if not text:
+        return list(range(1, total + 1))
+    try:
+        numbers = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise ValueError(f"--folds must be comma-separated fold numbers, got {text!r}") from None
+    bad = [k for k in numbers if not 1 <= k <= total]
+    if not numbers or bad:
+        raise ValueError(f"--folds {text}: the data has folds 1-{total}")
+    return numbers
 
 
 def build_folds(dataset: str, data: Any, num_folds: int | None, seed: int) -> list[Fold]:
@@ -299,12 +330,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cv")
     @friendly_errors
-    def cv_cmd(dataset: DatasetOpt, root: RootOpt,
+    def cv_cmd(ctx: typer.Context, dataset: DatasetOpt, root: RootOpt,
                out: Annotated[Path, typer.Option(help="Output folder (rerun to continue).")],
                cache: CacheOpt = None, labels: LabelsOpt = None,
                fusion: Annotated[str, typer.Option(help="all, or comma-separated strategies "
                                                         "(e.g. fslf,ofos,video,audio).")] = "all",
                num_folds: NumFoldsOpt = None, fold_seed: FoldSeedOpt = 0,
+               folds: Annotated[str | None, typer.Option("--folds", help="Only these folds, comma-separated "
+                                                                         "(e.g. 1,2,3; default: all).")] = None,
                model: ModelOpt = "tiny", image_size: SizeOpt = None, layers: LayersOpt = None,
                preset: PresetOpt = "measured", epochs: EpochsOpt = None, batch_size: IntOpt = None,
                lr: FloatOpt = None, weight_decay: FloatOpt = None, warmup: FloatOpt = None,
@@ -331,15 +364,18 @@ def register(app: typer.Typer) -> None:
                             precision=precision, num_workers=num_workers)
         prep = _prepare_config(cfg, frames, windows, audio_feature, frame_sampling, crop)
         data = _load(dataset, root, cache, prep, labels, workers, progress, in_memory)
-        folds = build_folds(dataset, data, num_folds, fold_seed)
+        all_folds = build_folds(dataset, data, num_folds, fold_seed)
+        numbers = _fold_numbers(folds, len(all_folds))
+        chosen = [all_folds[k - 1] for k in numbers]
         info = _data_info(dataset, root, cache, data, labels, None, num_folds, fold_seed)
-        smallest = min(range(len(folds)), key=lambda k: len(folds[k][0]), default=None)
+        smallest = min(range(len(chosen)), key=lambda k: len(chosen[k][0]), default=None)
         if smallest is not None:  # the smallest training split speaks for all folds
-            _warn_small(data, list(folds[smallest][0]), cfg, f"fold {smallest + 1} of {len(folds)}: ")
-        table = cross_validate(data, folds, out, cfg, strategies=names, preprocessing=prep, data_info=info,
-                               progress=progress, title=dataset)
+            _warn_small(data, list(chosen[smallest][0]), cfg, f"fold {numbers[smallest]} of {len(all_folds)}: ")
+        command = _command_line(ctx)
+        table = cross_validate(data, chosen, out, cfg, strategies=names, preprocessing=prep, data_info=info,
+                               progress=progress, title=dataset, fold_numbers=numbers, command=command)
         console.print((out / "results.md").read_text(encoding="utf-8"))
-        console.print(f"{len(table)} strategies x {len(folds)} folds -> {out}", soft_wrap=True)
+        console.print(f"{len(table)} strategies x {len(chosen)} folds -> {out}", soft_wrap=True)
 
     @app.command("predict")
     @friendly_errors

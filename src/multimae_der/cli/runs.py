@@ -51,7 +51,7 @@ def resolve_run(path: Path) -> Path:
     if (path / CONFIG_FILE).is_file():
         return path  # a run folder (loading it reports an unfinished or damaged run)
     if not path.is_dir():
-        raise FileNotFoundError(f"--run {path}: no such folder")
+        raise FileNotFoundError(f"--run {path} is not a run folder: no such folder")
     runs = find_runs(path)
     if not runs:
         raise FileNotFoundError(f"--run {path} is not a run folder ({CONFIG_FILE} is missing) and holds no finished "
