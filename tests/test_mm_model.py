@@ -37,7 +37,7 @@ def x_of(cfg, batch=2, seed=0):
 def test_named_configs():
     tiny = make_config("tiny", num_labels=7)
     assert (tiny.hidden_size, tiny.num_hidden_layers, tiny.num_attention_heads, tiny.intermediate_size) == (
-        192, 4, 3, 768)
+        192, 2, 3, 768)
     assert (tiny.patch_size, tiny.tubelet_size, tiny.num_frames, tiny.image_size) == (16, 2, 16, 64)
     assert num_tokens(tiny) == 128
     large = make_config("large", num_labels=7)

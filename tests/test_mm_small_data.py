@@ -27,6 +27,13 @@ def test_small_data_warning(n, epochs, batch, counts, expected):
     assert small_data_warning(n, epochs, batch, counts) == expected
 
 
+def test_few_training_speakers_are_warned_about():
+    assert small_data_warning(4000, 10, 16, None, actors=8) is None
+    assert small_data_warning(4000, 10, 16, None, actors=4) == (
+        "training set too small to learn from: 4 training speakers (want ~8+ for held-out speakers).\n"
+        "  Try more speakers (SynthAV: `multimae-der synth --actors 24`).")
+
+
 class LabelledClips(PlantedClips):
     """PlantedClips with the ``labels`` list a ClipDataset has."""
 
@@ -61,7 +68,7 @@ def test_train_and_cv_warn_before_training(tmp_path, no_training):
     assert r.exit_code == 0, r.output
     assert no_training["n"] == 18
     assert "warning: training set too small to learn from: 6 clips of class 'emotion_0' (18 clips, 3 classes" in r.output
-    assert "20 optimizer steps (10 epochs x 2 batches of 16" in r.output and "--epochs 100" in r.output
+    assert "45 optimizer steps (15 epochs x 3 batches of 8" in r.output and "--epochs 67" in r.output
     r = CliRunner().invoke(app, ["cv", *base, "--fusion", "fslf"])
     assert r.exit_code == 0, r.output
     assert "warning: fold 2 of 2: training set too small to learn from: 2 clips of class" in r.output

@@ -71,8 +71,8 @@ class TrainConfig:
     fusion: str = "fslf"
     num_frames: int = 16
     fusion_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 16
+    epochs: int = 15
+    batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: float = 0.05
@@ -122,7 +122,9 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "measured": dict(lr=1e-3, weight_decay=0.05, batch_size=16, warmup=0.05, schedule="cosine"),
+    # measured on SynthAV (README: synth defaults, fold 1 = 4 held-out actors): batch 8 gives twice the steps
+    # of batch 16 at the same compute; 15 epochs on 20 training actors x 24 clips (900 steps) reach >= 0.9 WAR
+    "measured": dict(lr=1e-3, weight_decay=0.05, epochs=15, batch_size=8, warmup=0.05, schedule="cosine"),
     "paper": dict(lr=1e-2, weight_decay=0.05, epochs=100, batch_size=16, warmup=0.0, schedule="constant"),
 }
 

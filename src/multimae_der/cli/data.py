@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from ffidelity.cli._common import console, err_console, friendly_errors
 
 # The ONE --cache option of every command that reads prepared clips (prepare, train, evaluate, cv, pretrain,
 # explain, faithfulness): all default to the same folder, so `prepare` fills the cache the others read.
+
+#: worker processes for writing and preparing clips: one per core, at most 8
+DEFAULT_WORKERS = max(1, min(8, os.cpu_count() or 1))
+
 CacheOpt = Annotated[Path | None, typer.Option(help="Cache of prepared clips (default: ROOT/.multimae-cache, or "
                                                     "~/.cache/multimae-der/... when ROOT is read-only; commands "
                                                     "that read a run use the run's).")]
@@ -46,13 +51,14 @@ def register(app: typer.Typer) -> None:
     def synth(
         out: Path = typer.Option(..., help="Output folder."),
         format: str = typer.Option("ravdess", "--format", help="ravdess | cremad | iemocap layout and naming."),
-        actors: int = typer.Option(8, help="Number of actors."),
-        clips_per_actor: int = typer.Option(8, help="Clips per actor."),
+        actors: int = typer.Option(24, help="Number of actors (held-out actors are recognised only after training "
+                                            "on many: 20 training actors reach >= 0.9 WAR, 4 reach ~0.7)."),
+        clips_per_actor: int = typer.Option(24, help="Clips per actor (3 per class for RAVDESS's 8 classes)."),
         seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
         duration: float = typer.Option(2.0, help="Clip length in seconds."),
         fps: int = typer.Option(25, help="Frames per second."),
         size: int = typer.Option(112, help="Frame side in pixels (multiple of 16)."),
-        workers: int = typer.Option(1, help="Worker processes."),
+        workers: int = typer.Option(DEFAULT_WORKERS, help="Worker processes (default: the cores, at most 8)."),
         cue_share: float = typer.Option(1.0, help="Share of each clip (one span) whose face and voice show the "
                                                   "class; 1 = everywhere, 0.25 = a quarter of the clip."),
     ) -> None:
@@ -74,7 +80,7 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(..., help="ravdess | cremad | iemocap."),
         root: Path = typer.Option(..., help="The data set's folder."),
         cache: CacheOpt = None,
-        workers: int = typer.Option(1, help="Worker processes."),
+        workers: int = typer.Option(DEFAULT_WORKERS, help="Worker processes (default: the cores, at most 8)."),
         frames: int = typer.Option(16, help="Video frames per clip."),
         windows: int = typer.Option(16, help="Audio windows per clip."),
         image_size: int = typer.Option(112, help="Frame / audio picture side (224 for the paper)."),
