@@ -42,7 +42,7 @@ def token_drop(ctx: Context) -> BenchResult:
     p = ctx.profile
     res = BenchResult("token_drop", "Token dropping: engine vs raw model given (1 - s) of the tokens")
     torch.manual_seed(0)
-    model = EmotionLogits(build_classifier(make_config("tiny", num_labels=8))).eval()  # 4 layers, 128 tokens
+    model = EmotionLogits(build_classifier(make_config("tiny", num_labels=8, num_hidden_layers=4))).eval()  # 128 tokens
     n = 16 if p.name == "full" else 4
     x = torch.randn(n, 16, 3, 64, 64)
     a = torch.randn(n, 128)

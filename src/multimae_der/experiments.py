@@ -40,7 +40,7 @@ class FusionStudy:
         image_size: model input = prepared frame and audio picture size (tiny model: 64).
         num_frames, num_windows: video frames and audio windows per prepared clip.
         epochs, batch_size, lr, weight_decay, warmup: training (AdamW, warm-up then cosine).
-        layers: encoder layers of the tiny model (default 4).
+        layers: encoder layers of the tiny model (default: the tiny config's, 2).
         seed: SynthAV, initialisation and shuffling seed.
         cue_share: share of each SynthAV clip that shows the class cue (see ``synthesize``).
         workers: processes for writing and preparing the clips.
