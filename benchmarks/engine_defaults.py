@@ -90,9 +90,13 @@ def raw_rate(model: nn.Module, x: torch.Tensor, batch: int, min_time: float) -> 
         return done / (time.perf_counter() - t0)
 
 
-def measure(name: str, profile: str) -> dict[str, Any]:
-    """One model, in the calling (fresh, ordinary) process: raw best, then paired repeats of the three metrics."""
+def measure(name: str, profile: str, tuned: bool = False) -> dict[str, Any]:
+    """One model, in the calling (fresh, ordinary) process: raw best, then paired repeats of the three metrics.
+    ``tuned``: call :func:`ffidelity.allocator.tune_allocator` first (raw and engine alike)."""
     from ffidelity import FFidelity, Fidelity, RFidelity
+    from ffidelity.allocator import tune_allocator
+
+    applied = tune_allocator() if tuned else False
 
     full = profile == "full"
     model, shape, units = build(name)
@@ -143,7 +147,7 @@ def measure(name: str, profile: str) -> dict[str, Any]:
             "raw_rates": {str(k): v for k, v in rates.items()}, "raw_best_batch": best, "repeats": reps,
             "chosen_batch": chosen, "calibration_chunks": chunks, "calibration_extra_s": extra,
             "calibration_cost": extra / reference, "n_inputs": n_inputs, "n_samples": n_samples,
-            "sparsities": ffid.sparsity_grid().tolist()}
+            "sparsities": ffid.sparsity_grid().tolist(), "tuned_allocator": applied}
 
 
 @register("engine_defaults")
@@ -169,6 +173,19 @@ def engine_defaults(ctx: Context) -> BenchResult:
                 f"the raw rate measured around each run: median {statistics.median(paired):.2f}; batch chosen "
                 f"{data['chosen_batch'][key]}, raw best at batch {data['raw_best_batch']} "
                 f"({best_raw:.0f} inputs/s)"))
+        if name in ("tiny_cnn", "plain_cnn") and p.name != "smoke":  # is tune_allocator() worth it?
+            tuned = run_child("engine_defaults", {"name": name, "profile": p.name, "tuned": True}, timeout=1800,
+                              env_changes=allocator_env("default"))
+            res.data[f"{name}_tuned"] = tuned
+            t_best = max(tuned["raw_rates"].values())
+            for key, label in (("rfid", "R-Fidelity"), ("ffid", "F-Fidelity")):
+                rates = [r[key] for r in tuned["repeats"]]
+                plain = [r[key] for r in data["repeats"]]
+                res.targets.append(Target(
+                    f"{name} {label} with tune_allocator() / without (masked copies per second)",
+                    statistics.median(rates) / statistics.median(plain), unit="x",
+                    note=f"{statistics.median(rates):.0f} vs {statistics.median(plain):.0f}/s; best raw "
+                    f"{t_best:.0f} vs {best_raw:.0f} inputs/s; applied: {tuned['tuned_allocator']}"))
         res.targets.append(Target(f"{name} calibration cost (share of a 19-sparsity, N = 50, 100-input F-Fid run)",
                                   data["calibration_cost"] * 100, 3.0, op="<", unit="%",
                                   note=f"{data['calibration_extra_s'] * 1e3:.0f} ms beyond the same copies at the "

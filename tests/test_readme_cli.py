@@ -19,6 +19,7 @@ import typer
 import typer.main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = sorted((README.parent / "docs").rglob("*.md"))
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*")
 SEPARATORS = {";", "&&", "||", "|", "&"}
 SAMPLES = ("1", "0.5")  # values tried, in turn, for a placeholder that the option's type refuses
@@ -111,28 +112,41 @@ def check_command(argv: list[str], apps: dict[str, Any] | None = None) -> str | 
     return None
 
 
-def check_readme(text: str) -> list[str]:
-    """One message per broken command of a README text: its line number, the line and the problem."""
+def check_readme(text: str, name: str = "README.md") -> list[str]:
+    """One message per broken command of a README (or docs page) text: its line number, the line and the problem."""
     apps, problems = _apps(), []
     for no, line in command_lines(text):
         try:
             commands = split_commands(line)
         except ValueError as exc:  # unbalanced quotes
-            problems.append(f"README.md:{no}: {line}\n    cannot split the line: {exc}")
+            problems.append(f"{name}:{no}: {line}\n    cannot split the line: {exc}")
             continue
         for argv in commands:
             problem = check_command(argv, apps)
             if problem:
-                problems.append(f"README.md:{no}: {line}\n    {shlex.join(argv)}: {problem}")
+                problems.append(f"{name}:{no}: {line}\n    {shlex.join(argv)}: {problem}")
     return problems
 
 
 def test_readme_commands_parse():
     text = README.read_text(encoding="utf-8")
     found = [argv[:2] for _, line in command_lines(text) for argv in split_commands(line)]
-    assert ["multimae-der", "prepare"] in found and ["ffidelity", "explainers"] in found  # the reader sees them
+    assert ["multimae-der", "prepare"] in found and ["multimae-der", "cv"] in found  # the reader sees them
     problems = check_readme(text)
     assert not problems, "README commands the CLI rejects:\n" + "\n".join(problems)
+
+
+def test_docs_commands_parse():
+    """The documentation site's pages: the same check as the README's, page by page."""
+    assert len(DOCS) >= 8
+    found, problems = [], []
+    for page in DOCS:
+        text = page.read_text(encoding="utf-8")
+        found += [argv[:2] for _, line in command_lines(text) for argv in split_commands(line)]
+        problems += check_readme(text, str(page.relative_to(README.parent)))
+    assert ["ffidelity", "benchmark"] in found and ["ffidelity", "explainers"] in found
+    assert ["multimae-der", "faithfulness"] in found
+    assert not problems, "docs commands the CLI rejects:\n" + "\n".join(problems)
 
 
 def test_readme_prepare_fills_the_cache_train_reads():

@@ -11,6 +11,7 @@ Public API::
 """
 
 from ffidelity import text_explainers as _text_explainers  # noqa: F401  (registers the layer_* explainers)
+from ffidelity.allocator import tune_allocator
 from ffidelity.engine import DEFAULT_SPARSITIES, FFidelity, Fidelity, RFidelity
 from ffidelity.explainers import EXPLAINERS, degrade, explain
 from ffidelity.result import FidelityResult
@@ -42,4 +43,5 @@ __all__ = [
     "__version__",
     "degrade",
     "explain",
+    "tune_allocator",
 ]
