@@ -41,8 +41,8 @@ def _check_outputs(out, names) -> dict:
 
 
 def test_quick_run_on_tiny_sizes_writes_json_and_summary(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(quantus_cmp, "available", lambda: False)  # the optional comparison's skip path
-    names = ["engine", "memory", "scaling", "quantus"]
+    monkeypatch.setattr(quantus_cmp, "available", lambda: False)  # a missing Quantus is NOT MET, never skipped
+    names = ["engine", "engine_defaults", "memory", "scaling", "quantus"]
     result = run_all(tmp_path, "smoke", only=names, thread_counts=[1], log=lambda s: None)
     summary = _check_outputs(tmp_path, names)
     assert [r["name"] for r in result["results"]] == names
@@ -56,7 +56,10 @@ def test_quick_run_on_tiny_sizes_writes_json_and_summary(tmp_path, monkeypatch) 
     assert set(memory) == {"2", "8"} and all(r["peak_reset_after_setup"] for r in memory.values())
     assert memory["8"]["passes"] == 4 * memory["2"]["passes"]
     quantus = [r for r in summary["targets"] if r["benchmark"] == "quantus"]
-    assert [r["status"] for r in quantus] == ["SKIPPED"]
+    assert [r["status"] for r in quantus] == ["NOT MET"] and "not installed" in quantus[0]["note"]
+    defaults = by_name["engine_defaults"]["data"]["tiny_cnn"]
+    assert set(defaults["chosen_batch"]) == {"fid", "rfid", "ffid"} and defaults["calibration_cost"] >= 0
+    assert all(r["rfid"] > 0 and r["raw"] > 0 for r in defaults["repeats"])
     assert (tmp_path / "engine_throughput.png").exists() and (tmp_path / "scaling.png").exists()
 
 
