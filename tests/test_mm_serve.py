@@ -32,6 +32,7 @@ from multimae_der.serve import (
     faithfulness_candidates,
     faithfulness_markdown,
     find_examples,
+    training_clips,
     load_faithfulness,
     user_message,
 )
@@ -165,6 +166,10 @@ def test_example_clips(tiny, tmp_path):
     assert find_examples(run) == []  # nothing shipped with this run, no data folder recorded
     with_data = Run(run.path, run.model, {**run.config, "data": {"root": str(folder)}})
     assert find_examples(with_data) == clips  # the data folder the run was trained on (the demo's SynthAV)
+    trained_first = Run(run.path, run.model, {**run.config, "data": {"root": str(folder),
+                                                                      "train_clips": [clips[0].stem]}})
+    assert training_clips(trained_first) == {clips[0].stem}
+    assert find_examples(trained_first) == [*clips[1:], clips[0]]  # held-out clips are offered first
     shipped = run.path / "examples"
     shipped.mkdir()
     try:

@@ -434,10 +434,18 @@ def find_examples(run: Run | str | os.PathLike[str], examples: str | os.PathLike
     run_dir = run.path if isinstance(run, Run) else Path(run)
     clips = _videos(run_dir / "examples", True) if (run_dir / "examples").is_dir() else []
     clips += _videos(run_dir, recursive=False)
-    root = (run.data if isinstance(run, Run) else {}).get("root")
+    data = run.data if isinstance(run, Run) else {}
+    root = data.get("root")
     if root and Path(root).is_dir() and len(clips) < limit:
-        clips += _videos(Path(root), recursive=True)
+        trained = training_clips(run)  # the run's held-out clips first: those are the ones worth trying
+        clips += sorted(_videos(Path(root), recursive=True), key=lambda p: p.stem in trained)
     return list(dict.fromkeys(clips))[:limit]
+
+
+def training_clips(run: Run | str | os.PathLike[str]) -> set[str]:
+    """Ids (file stems) of the clips the run was trained on, as recorded in its ``config.json``."""
+    data = run.data if isinstance(run, Run) else {}
+    return {str(c) for c in data.get("train_clips") or ()}
 
 
 # -- the page ------------------------------------------------------------------------------------------------------
@@ -489,7 +497,9 @@ def build_app(run: Run | str | os.PathLike[str], *, examples: Sequence[str | os.
     if explainer not in names:
         names.insert(0, explainer)
     digest = model_digest(run)
-    example_choices = [(str(p.name), str(p)) for p in map(Path, examples)]
+    trained = training_clips(run)
+    example_choices = [(f"{p.name} (a training clip)" if p.stem in trained else p.name, str(p))
+                       for p in map(Path, examples)]
     first_view = load_faithfulness(run, faithfulness, digest=digest)
 
     def analyze_view(path: str | None, name: str) -> tuple[Any, ...]:
