@@ -32,8 +32,8 @@ from multimae_der.serve import (
     faithfulness_candidates,
     faithfulness_markdown,
     find_examples,
-    training_clips,
     load_faithfulness,
+    training_clips,
     user_message,
 )
 
