@@ -78,7 +78,7 @@ class EvaluateConfig:
     sparsities: tuple[float, ...] | None = None
     mode: str = "acc"
     seed: int = 0
-    batch_size: int = 256
+    batch_size: int | str = "auto"
     patch: int = 1
     reference: float = 0.0
     finetune_data: str | None = None
@@ -178,7 +178,8 @@ def run(cfg: EvaluateConfig) -> Evaluation:
     n_classes = probe_model(loaded, data.x, data.path)
     check_labels(data, n_classes, loaded.path)
     units = units_for(data.x, cfg.patch, cfg.reference, data.path)
-    targets = data.y if data.y is not None else _predict(loaded.model, data.x, cfg.batch_size)
+    plain = cfg.batch_size if isinstance(cfg.batch_size, int) else 256  # unmasked passes
+    targets = data.y if data.y is not None else _predict(loaded.model, data.x, plain)
 
     given: dict[str, torch.Tensor] = {}  # attributions read from files, by the name they are reported under
     read_from: dict[str, str] = {}
@@ -199,8 +200,8 @@ def run(cfg: EvaluateConfig) -> Evaluation:
         tuned = _finetune(cfg, loaded, data, units, n_classes)
         timings["finetune_s"] = time.perf_counter() - t
 
-    accuracy = {"model": _accuracy(loaded.model, data.x, data.y, cfg.batch_size),
-                "finetuned": _accuracy(tuned, data.x, data.y, cfg.batch_size) if tuned is not None else None}
+    accuracy = {"model": _accuracy(loaded.model, data.x, data.y, plain),
+                "finetuned": _accuracy(tuned, data.x, data.y, plain) if tuned is not None else None}
     results: dict[str, dict[str, FidelityResult]] = {}
     explained: dict[tuple[int, str], torch.Tensor] = {}
     sources: dict[str, dict[str, str]] = {}

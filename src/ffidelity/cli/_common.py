@@ -61,3 +61,13 @@ def setup_environment() -> None:
 
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def batch_size_option(value: str) -> int | str:
+    """``--batch-size``: ``auto`` (the engine times a few sizes) or a positive integer."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--batch-size must be a positive integer or auto, got {value!r}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ffidelity.cli._common import console, friendly_errors
+from ffidelity.cli._common import batch_size_option, console, friendly_errors
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -15,15 +15,6 @@ def _split(value: str | None) -> tuple[str, ...] | None:
         return None
     items = tuple(v.strip() for v in value.split(",") if v.strip())
     return items or None
-
-
-def _batch_size(value: str) -> int | str:
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"--batch-size must be a positive integer or auto, got {value!r}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
         common = {"dataset": dataset, "root": str(root) if root else None, "explainers": _split(explainers),
                   "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha,
-                  "alpha_minus": alpha, "mode": mode, "batch_size": _batch_size(batch_size), "epochs": epochs,
+                  "alpha_minus": alpha, "mode": mode, "batch_size": batch_size_option(batch_size), "epochs": epochs,
                   "finetune_epochs": finetune_epochs}
         sized = {"seeds": seeds, "n_test": n_test, "n_samples": n_samples}
         if quick:

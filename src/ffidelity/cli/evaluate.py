@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ffidelity.cli._common import console, friendly_errors
+from ffidelity.cli._common import batch_size_option, console, friendly_errors
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
                                               "(default 0.05, 0.10, ..., 0.95)."),
         mode: str = typer.Option("acc", help="'acc' (accuracy indicator) or 'prob' (softmax probability)."),
         seed: int = typer.Option(0, help="Seed of tie-breaking and every random draw."),
-        batch_size: int = typer.Option(256, help="Masked copies per forward pass."),
+        batch_size: str = typer.Option("auto", help="Masked copies per forward pass: a number, or auto (the "
+                                       "engine times a few sizes and keeps the fastest)."),
         patch: int = typer.Option(1, help="A unit is a patch x patch block of pixels."),
         reference: float = typer.Option(0.0, help="Value a removed unit takes."),
         finetune_data: Path | None = typer.Option(None, help="F-Fidelity's fine-tuning data (like --inputs, with "
@@ -82,7 +83,7 @@ def register(app: typer.Typer) -> None:
             attributions=str(attributions) if attributions else None, metrics=_names(metrics),
             labels=str(labels) if labels else None, image_size=image_size, mean=_floats(mean, "--mean"),
             std=_floats(std, "--std"), beta=beta, alpha=alpha, n_samples=n_samples,
-            sparsities=_floats(sparsities, "--sparsities"), mode=mode, seed=seed, batch_size=batch_size, patch=patch,
+            sparsities=_floats(sparsities, "--sparsities"), mode=mode, seed=seed, batch_size=batch_size_option(batch_size), patch=patch,
             reference=reference, finetune_data=str(finetune_data) if finetune_data else None,
             finetune_labels=str(finetune_labels) if finetune_labels else None, finetune_epochs=finetune_epochs,
             finetune_lr=finetune_lr, overwrite=overwrite, progress=progress)
