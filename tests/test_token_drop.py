@@ -147,3 +147,40 @@ def test_larger_units_drop_their_tokens():
         want = torch.cat([model.model(pixel_values=x[i : i + 1], bool_masked_pos=~tk[i : i + 1]).logits
                           for i in range(3)])
         torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
+
+
+def _vit(seed: int = 0):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    cfg = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64, num_labels=3)
+    return ViTForImageClassification(cfg).eval()
+
+
+def test_vit_drops_patches_and_keeps_cls():
+    """A ViT classifier: all kept = HF's forward; a subset = HF's forward with the dropped patches masked out of
+    attention (the CLS output then cannot see them); the pixels of dropped patches cannot matter."""
+    from ffidelity import ImageUnits
+
+    model, gen = _vit(), torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 16, 16, generator=gen)
+    units = TokenDrop(ImageUnits(patch=4))
+    rows = torch.tensor([0, 1, 1, 0])
+    keep = torch.rand(4, 16, generator=gen) < 0.5
+    keep[0] = True
+    with torch.inference_mode():
+        got = units.forward_removed(model, x, rows, keep)
+        torch.testing.assert_close(got[:1], model(pixel_values=x[:1]).logits, rtol=0, atol=1e-6)
+        for r in range(1, 4):
+            mask = torch.cat([torch.ones(1, dtype=torch.long), keep[r].long()])[None]  # CLS + kept patches
+            want = model(pixel_values=x[rows[r] : rows[r] + 1], attention_mask=mask).logits
+            torch.testing.assert_close(got[r : r + 1], want, rtol=0, atol=1e-5)
+        noisy = x.clone()  # change only pixels of patches copy 1 drops
+        patch_mask = (~keep[1]).reshape(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+        noisy[1][:, patch_mask] += 5.0
+        again = units.forward_removed(model, noisy, rows[1:2], keep[1:2])
+        torch.testing.assert_close(again, got[1:2], rtol=0, atol=1e-6)
+        metric = Fidelity(sparsities=[0.25, 0.5], mode="prob", units=units, progress=False)
+        res = metric.evaluate(model, x, torch.tensor([0, 1]), torch.randn(2, 3, 16, 16, generator=gen))
+    assert np.isfinite(res.per_sample_plus).all() and res.params["units"]["removal"] == "drop"

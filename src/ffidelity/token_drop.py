@@ -12,9 +12,9 @@ removals) use it through the same engine as any other units. Copies that keep di
 grouped by that number, so each group is one batched encoder call; the token embeddings of an input are
 computed once per chunk, not once per masked copy.
 
-The model is found by type in :data:`TOKEN_MODELS`: a Hugging Face ``VideoMAEForVideoClassification`` (or a
-subclass), or a wrapper module exposing one as ``token_model`` whose forward is ``token_model(pixel_values=x)
-.logits``. A new family is one registered function returning its :class:`TokenModel`.
+The model is found by type in :data:`TOKEN_MODELS`: a Hugging Face ``VideoMAEForVideoClassification`` or
+``ViTForImageClassification`` (or a subclass), or a wrapper module exposing one as ``token_model`` whose forward
+is ``token_model(pixel_values=x).logits``. For a ViT the units are ``ImageUnits(patch=config.patch_size)``. A new family is one registered function returning its :class:`TokenModel`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,29 @@ def _videomae(model: nn.Module) -> TokenModel | None:
         return model.classifier(pooled)
 
     return TokenModel(embed=lambda x: body.embeddings(x, None), encode=encode)
+
+
+@TOKEN_MODELS.register("vit")
+def _vit(model: nn.Module) -> TokenModel | None:
+    """ViT image classification: patch embeddings (+ positions) -> [CLS] + kept patches -> encoder -> CLS head.
+
+    Token ``u`` is patch ``u`` in row-major order, as ``ImageUnits(patch=config.patch_size)`` numbers them; the
+    CLS token (with its position) is always kept.
+    """
+    from transformers import ViTForImageClassification
+
+    if not isinstance(model, ViTForImageClassification):
+        return None
+    body = model.vit
+
+    def encode(tokens: torch.Tensor) -> torch.Tensor:
+        emb = body.embeddings
+        h = torch.cat([(emb.cls_token + emb.position_embeddings[:, :1]).expand(tokens.shape[0], -1, -1), tokens], 1)
+        for layer in body.layers:  # no mask needed: every token in the sequence is kept
+            h = layer(h, None)
+        return model.classifier(body.layernorm(h)[:, 0])
+
+    return TokenModel(embed=lambda x: body.embeddings(x)[:, 1:], encode=encode)
 
 
 def token_model(model: nn.Module) -> TokenModel:
