@@ -108,9 +108,12 @@ def measure(name: str, profile: str, tuned: bool = False) -> dict[str, Any]:
     pool = torch.randn(max(raw_batches), *shape, generator=gen)
     rates = {b: raw_rate(model, pool, b, min_time) for b in raw_batches}
     best = max(rates, key=rates.__getitem__)
-    # sized so that one evaluation takes seconds: the slow models evaluate fewer inputs
-    n_inputs = {"plain_cnn": 4, "resnet9": 1, "tiny_cnn": 8, "small_vit": 2, "tiny_videomae": 1}[name] if full else 1
+    # evaluations of a realistic size (a few seconds each), so that per-call costs and the calibration weigh as
+    # they do in use: about this many masked copies per R-/F-Fid evaluation
+    copies = {"plain_cnn": 10_000, "resnet9": 4_000, "tiny_cnn": 100_000, "small_vit": 2_000,
+              "tiny_videomae": 1_200}[name] if full else 400
     n_samples = (10 if video else 50) if full else (2 if video else 10)
+    n_inputs = max(1, round(copies / (19 * 2 * n_samples)))
     sparsities = None if full else (0.1, 0.3, 0.5, 0.7, 0.9)
     x = torch.randn(n_inputs, *shape, generator=gen)
     attr = torch.randn(x.shape, generator=gen)
@@ -125,9 +128,10 @@ def measure(name: str, profile: str, tuned: bool = False) -> dict[str, Any]:
         row: dict[str, float] = {}
         before = raw_rate(model, pool, best, min_time)
         for key, metric in metrics.items():
-            n_fid = n_inputs * (4 if key == "fid" else 1)  # plain Fidelity has 1 copy per sparsity: more inputs
-            xs = x.repeat(4 if key == "fid" else 1, *([1] * (x.ndim - 1)))
-            attrs = attr.repeat(4 if key == "fid" else 1, *([1] * (x.ndim - 1)))
+            rep = n_samples if key == "fid" else 1  # plain Fidelity has 1 copy per sparsity: as many copies
+            n_fid = n_inputs * rep
+            xs = x.repeat(rep, *([1] * (x.ndim - 1)))
+            attrs = attr.repeat(rep, *([1] * (x.ndim - 1)))
             copies = n_fid * len(metric.sparsity_grid()) * 2 * (1 if key == "fid" else n_samples)
             t0 = time.perf_counter()
             metric.evaluate(model, xs, None, attrs)

@@ -153,7 +153,8 @@ def test_results_do_not_depend_on_batch_size_or_sharding() -> None:
 
 
 def test_auto_batch_size_keeps_the_fastest_timed_size_and_records_it(monkeypatch) -> None:
-    """Calibration runs every candidate on real chunks (each copy exactly once) and keeps the fastest per copy."""
+    """Calibration runs the candidates smallest first on real chunks (each copy exactly once), within a tenth of
+    the copies, stops at the first clearly slower size and keeps the fastest per copy."""
     import time
 
     import ffidelity.engine as engine
@@ -174,20 +175,25 @@ def test_auto_batch_size_keeps_the_fastest_timed_size_and_records_it(monkeypatch
 
     monkeypatch.setattr(engine, "AUTO_BATCH_SIZES", (8, 32, 128))
     x, attr = torch.ones(4, 1, 6, 6), torch.randn(4, 1, 6, 6)
-    metric = RFidelity(n_samples=20, progress=False)
+    metric = RFidelity(n_samples=60, progress=False)
     assert metric.batch_size == "auto"
+    copies = 4 * 19 * 2 * 60  # 9120: a tenth is 912, enough for 8 + 2 x (8 + 32 + 128) = 344
     res = metric.evaluate(FixedCost(), x, None, attr)
-    copies = 4 * 19 * 2 * 20
     assert seen[1:8] == [8, 8, 8, 32, 32, 128, 128] and sum(seen) == 4 + copies  # base pass, warm-up, 2 x each
     assert metric.batch_size_ == 128 and res.params["batch_size"] == 128 and res.params["batch_size_auto"]
-    assert set(seen[8:-1]) == {128}
+    assert set(seen[8:-1]) == {128} and [c for c, _ in metric.calibration_] == seen[1:8]
     seen.clear()
     res2 = metric.evaluate(QuadraticCost(), x, None, attr)
-    assert metric.batch_size_ == 8 and set(seen[8:-1]) == {8}
+    assert seen[1:6] == [8, 8, 8, 32, 32] and 128 not in seen  # 32 was clearly slower: 128 never tried
+    assert metric.batch_size_ == 8 and set(seen[6:-1]) == {8} and sum(seen) == 4 + copies
     np.testing.assert_array_equal(res.per_sample_plus, res2.per_sample_plus)  # same numbers, other chunks
-    fixed = RFidelity(n_samples=20, progress=False, batch_size=50).evaluate(CountingModel(), x, None, attr)
+    fixed = RFidelity(n_samples=60, progress=False, batch_size=50).evaluate(CountingModel(), x, None, attr)
     np.testing.assert_array_equal(res.per_sample_minus, fixed.per_sample_minus)
     assert fixed.params["batch_size"] == 50 and not fixed.params["batch_size_auto"]
+    seen.clear()
+    small = RFidelity(n_samples=2, progress=False)  # 304 copies: too few to time 8 + 2 x 8 within a tenth
+    small.evaluate(FixedCost(), x, None, attr)
+    assert small.batch_size_ == 64 and seen[1:] == [64] * 4 + [48]
 
 
 def test_auto_batch_size_respects_the_memory_bound(monkeypatch) -> None:

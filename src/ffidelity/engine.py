@@ -58,6 +58,12 @@ AUTO_BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
 _AUTO_BUFFER_BYTES = 256 * 2**20
 #: batch size of plain (unmasked) forward passes under ``"auto"``
 _PLAIN_BATCH = 256
+#: share of an evaluation's masked copies that ``"auto"`` may spend on timed chunks
+_AUTO_BUDGET = 0.1
+#: calibration stops at the first size this much slower per copy than the best so far
+_AUTO_STOP = 1.1
+#: the size ``"auto"`` uses when the evaluation is too small to calibrate (most models peak at 32-128)
+_AUTO_SMALL = 64
 
 
 def _seed_sequence(seed: int, *keys: int) -> np.random.SeedSequence:
@@ -112,8 +118,9 @@ class Fidelity:
         units: what a unit is and how it is removed (default ``ImageUnits()``: pixels, reference 0).
         seed: seeds tie-breaking among equal scores and every Monte-Carlo draw.
         batch_size: masked copies per forward pass; bounds memory. ``"auto"`` (default) times the sizes in
-            :data:`AUTO_BATCH_SIZES` on the evaluation's first chunks (at most 256 MB per masked batch) and
-            keeps the fastest for the rest; the choice is ``batch_size_`` and the result's
+            :data:`AUTO_BATCH_SIZES` on the evaluation's first chunks (at most 256 MB per masked batch, at most a
+            tenth of the copies, smallest first, stopping once a size is clearly slower) and keeps the fastest
+            for the rest (64 for an evaluation too small to time); the choice is ``batch_size_`` and the result's
             ``params["batch_size"]``, the timed chunks ``calibration_`` (copies, seconds). Results never depend
             on it.
         progress: show a progress bar.
@@ -412,16 +419,16 @@ class Fidelity:
                 advance(i_idx.numel())
 
             # the first chunks run inline and are timed. With several candidate sizes (batch_size "auto") each
-            # runs on two chunks after a warm-up chunk, and the fastest per masked copy is kept. Masking in a
+            # runs on two chunks after a warm-up chunk, within a tenth of the evaluation's copies, and the fastest
+            # per masked copy is kept (an evaluation too small for that runs at 64). Masking in a
             # background thread pays off only when it costs a fair share of the forward pass (small models);
             # otherwise the extra thread only disturbs the model's thread pool.
-            plan = candidates[:1] + [b for b in candidates for _ in range(2)] if len(candidates) > 1 else candidates
             per_copy: dict[int, tuple[float, float, float]] = {}  # size -> (s per copy, t_build, t_model)
             self.calibration_: list[tuple[int, float]] = []  # (copies, seconds) of every timed chunk
             done = 0
-            for j, size in enumerate(plan):
-                if done >= total:
-                    break
+
+            def timed_chunk(size: int) -> None:
+                nonlocal done
                 bounds.append((done, min(done + size, total)))
                 t0 = time.perf_counter()
                 with _single_thread():
@@ -433,13 +440,32 @@ class Fidelity:
                 c = bounds[-1][1] - done
                 done = bounds[-1][1]
                 self.calibration_.append((c, t_build + t_model))
-                if (j > 0 or len(plan) == 1) and (t_build + t_model) / c < per_copy.get(size, (math.inf,))[0]:
+                if (t_build + t_model) / c < per_copy.get(size, (math.inf,))[0]:
                     per_copy[size] = ((t_build + t_model) / c, t_build, t_model)
-            chosen = min(per_copy, key=lambda b: per_copy[b][0]) if per_copy else candidates[0]
+
+            # the sizes whose two chunks fit, after a warm-up chunk, in the copies the timed chunks may take
+            budget, used, timed = _AUTO_BUDGET * total, candidates[0], []
+            for size in candidates if len(candidates) > 1 else ():
+                if used + 2 * size > budget:
+                    break
+                used += 2 * size
+                timed.append(size)
+            if len(timed) >= 2:  # ascending; stop at the first size clearly slower per copy than the best so far
+                timed_chunk(candidates[0])
+                per_copy.clear()  # the warm-up chunk pays for first-call costs: not a measurement
+                for size in timed:
+                    timed_chunk(size)
+                    timed_chunk(size)
+                    if per_copy[size][0] > _AUTO_STOP * min(v[0] for v in per_copy.values()):
+                        break
+                chosen = min(per_copy, key=lambda b: per_copy[b][0]) if per_copy else min(_AUTO_SMALL, rows)
+                if len(per_copy) > 1:
+                    log.info("%s: batch size %d chosen (ms per masked copy: %s)", self.method, chosen,
+                             ", ".join(f"{b} -> {v[0] * 1e3:.3f}" for b, v in sorted(per_copy.items())))
+            else:  # a fixed size, or an evaluation too small for calibration to pay off
+                chosen = candidates[0] if len(candidates) == 1 else min(_AUTO_SMALL, rows)
+                timed_chunk(chosen)  # inline and timed: decides whether masking gets its own thread
             self.batch_size_ = chosen
-            if len(candidates) > 1:
-                log.info("%s: batch size %d chosen (ms per masked copy: %s)", self.method, chosen,
-                         ", ".join(f"{b} -> {v[0] * 1e3:.3f}" for b, v in sorted(per_copy.items())))
             _, t_build, t_model = per_copy.get(chosen, (0.0, 0.0, 1.0))
             calibrated = len(bounds)
             bounds.extend((a, min(a + chosen, total)) for a in range(done, total, chosen))
