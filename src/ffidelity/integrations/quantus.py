@@ -77,8 +77,8 @@ class FidelityMetric(quantus.Metric):
             lists) instead of its area.
         units: what a unit is and how it is removed (default ``ImageUnits()``: pixels, reference 0).
         seed: seeds tie-breaking among equal attributions and every Monte-Carlo draw.
-        forward_batch_size: masked copies per forward pass (the engine's ``batch_size``); Quantus's
-            ``batch_size`` in ``__call__`` is the number of inputs per engine call.
+        forward_batch_size: masked copies per forward pass (the engine's ``batch_size``, ``"auto"`` by default
+            as in the engine); Quantus's ``batch_size`` in ``__call__`` is the number of inputs per engine call.
         abs: take the absolute value of the attributions first (Quantus's option; off by default).
         normalise: normalise the attributions first (Quantus's option; off by default: ranks do not change).
         normalise_func: Quantus's normalisation function when ``normalise`` is True.
@@ -109,7 +109,7 @@ class FidelityMetric(quantus.Metric):
         curve: bool = False,
         units: Units | None = None,
         seed: int = 0,
-        forward_batch_size: int = 256,
+        forward_batch_size: int | str = "auto",
         abs: bool = False,
         normalise: bool = False,
         normalise_func: Callable[[np.ndarray], np.ndarray] | None = None,
