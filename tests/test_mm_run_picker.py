@@ -68,8 +68,9 @@ def test_several_runs_on_a_terminal_are_offered_as_a_choice(tree, monkeypatch):
     res = runner.invoke(app, ["predict", "nothing.mp4", "--run", str(root)], input="2\n")
     assert picked == [b], (res.output, repr(res.exception))
     assert "FSLF" in res.output and "93.8%" in res.output and "VIDEO" in res.output  # the choice table
-    res = runner.invoke(app, ["predict", "nothing.mp4", "--run", str(root)], input="7\n1\n")
-    assert picked[-1] == a  # out of range is asked again
+    res = runner.invoke(app, ["predict", "nothing.mp4", "--run", str(root)], input="7\n\n")
+    assert picked[-1] == a  # out of range is asked again; the default is the best evaluated run (fslf, 93.8%)
+    assert "run number [1]" in res.output
 
 
 def test_a_folder_without_runs_says_so(tmp_path):
@@ -81,3 +82,12 @@ def test_a_folder_without_runs_says_so(tmp_path):
         assert "Traceback" not in res.output
     res = runner.invoke(app, ["serve", "--run", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "no such folder" in res.output
+
+
+def test_the_best_evaluated_run_is_the_default_choice(tmp_path, monkeypatch):
+    first, second = write_run(tmp_path / "a"), write_run(tmp_path / "b", fusion="ofos")
+    (first / "metrics.json").write_text(json.dumps({"war": 0.5}))
+    (second / "metrics.json").write_text(json.dumps({"war": 0.75}))
+    monkeypatch.setattr(cli_runs, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_runs.typer, "prompt", lambda text, type, default: default)
+    assert cli_runs.resolve_run(tmp_path) == second

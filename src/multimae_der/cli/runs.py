@@ -65,12 +65,15 @@ def resolve_run(path: Path) -> Path:
     table = Table(title=f"runs in {escape(str(path))}")
     for col in ("#", "run", "fusion", "held-out WAR"):
         table.add_column(col)
+    best, best_war = 1, -1.0
     for k, r in enumerate(runs, 1):
         fusion, war = _describe(r)
         table.add_row(str(k), escape(str(r.relative_to(path))), fusion, war)
+        if war.endswith("%") and float(war[:-1]) > best_war:  # the best evaluated run is the default
+            best, best_war = k, float(war[:-1])
     err_console.print(table)
     while True:
-        choice = typer.prompt("run number", type=int, default=1)
+        choice = typer.prompt("run number", type=int, default=best)
         if 1 <= choice <= len(runs):
             return runs[choice - 1]
         err_console.print(f"choose a number from 1 to {len(runs)}")
