@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ffidelity.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 from ffidelity.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,7 +284,7 @@ def probe_threads(counts: tuple[int, ...], repeats: int = 3) -> tuple[int, dict[
 # -- child processes -------------------------------------------------------------------------------------------
 #: glibc malloc settings that stop the allocator from handing freed multi-MB activations back to the kernel
 #: after every forward pass (each reuse then page-faults); see ``allocator_env``
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def allocator_env(allocator: str) -> dict[str, str | None]:

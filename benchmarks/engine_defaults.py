@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import BenchResult, Context, Target, allocator_env, register, run_child
+from benchmarks.engine_throughput import raw_rate
 
 MODELS = ("plain_cnn", "resnet9", "tiny_cnn", "small_vit", "tiny_videomae")
 RAW_BATCHES = (16, 32, 64, 128, 256, 512)
@@ -40,21 +41,11 @@ class PlainCNN(nn.Module):
         return self.net(x)
 
 
-class _Logits(nn.Module):
-    """A Hugging Face classifier returning plain logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=x).logits
-
-
 def build(name: str) -> tuple[nn.Module, tuple[int, ...], Any]:
     """``(model, input shape, units)`` of one benchmark model, seeded."""
     from ffidelity import ImageUnits
     from ffidelity.models import ResNet9, SmallCNN
+    from ffidelity.user_model import LogitsOnly
 
     torch.manual_seed(0)
     if name == "plain_cnn":
@@ -68,26 +59,14 @@ def build(name: str) -> tuple[nn.Module, tuple[int, ...], Any]:
 
         cfg = ViTConfig(image_size=32, patch_size=4, num_channels=3, hidden_size=192, num_hidden_layers=6,
                         num_attention_heads=3, intermediate_size=768, num_labels=10)
-        return _Logits(ViTForImageClassification(cfg)), (3, 32, 32), ImageUnits(patch=4)
+        return LogitsOnly(ViTForImageClassification(cfg)), (3, 32, 32), ImageUnits(patch=4)
     if name == "tiny_videomae":
         from ffidelity import VideoUnits
         from multimae_der.model import build_classifier, make_config
 
         cfg = make_config("tiny", num_labels=8, image_size=64)
-        return _Logits(build_classifier(cfg)), (16, 3, 64, 64), VideoUnits(tubelet=2, patch=16)
+        return LogitsOnly(build_classifier(cfg)), (16, 3, 64, 64), VideoUnits(tubelet=2, patch=16)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-
-
-def raw_rate(model: nn.Module, x: torch.Tensor, batch: int, min_time: float) -> float:
-    """Inputs per second of plain batched forwards (after a warm-up batch), for at least ``min_time``."""
-    xb = x[:batch]
-    with torch.inference_mode():
-        model(xb)
-        done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min_time or done < 2 * batch:
-            model(xb)
-            done += batch
-        return done / (time.perf_counter() - t0)
 
 
 def measure(name: str, profile: str, tuned: bool = False) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ffidelity import atomic
 from ffidelity.report import HtmlReport
+from multimae_der.fusion import display_name
 
 #: MultiMAE-DER's RAVDESS (7 classes) numbers, UAR / WAR in %, one run on one split (paper, Table 1)
 PAPER_RAVDESS: dict[str, tuple[float | None, float]] = {
@@ -65,9 +66,6 @@ def collect(cv: Path, out: Path) -> pd.DataFrame:
     comp = pd.DataFrame(rows)
     atomic.write_text(out / "comparison.csv", comp.to_csv(index=False, float_format="%.2f"))
 
-    def name(s: str) -> str:
-        return s.upper() if s not in ("video", "audio") else f"{s} only"
-
     def cell(m: float | None, s: float | None = None) -> str:
         if m is None or pd.isna(m):
             return "-"
@@ -76,7 +74,7 @@ def collect(cv: Path, out: Path) -> pd.DataFrame:
     lines = ["| strategy | SynthAV UAR (%) | SynthAV WAR (%) | paper RAVDESS UAR / WAR (%) |", "|---|---|---|---|"]
     for c in rows:
         paper = f"{cell(c['paper_ravdess_uar'])} / {cell(c['paper_ravdess_war'])}"
-        lines.append(f"| {name(c['strategy'])} | {cell(c['ours_uar'], c['ours_uar_std'])} | "
+        lines.append(f"| {display_name(c['strategy'])} | {cell(c['ours_uar'], c['ours_uar_std'])} | "
                      f"{cell(c['ours_war'], c['ours_war_std'])} | {paper} |")
     md = "\n".join(lines) + "\n"
     atomic.write_text(out / "comparison.md", md)
@@ -90,7 +88,7 @@ def collect(cv: Path, out: Path) -> pd.DataFrame:
                   "(7 classes) and are shown for the ordering, not as a like-for-like comparison.")
     rep.table(comp.drop(columns=["what_it_does"]), index=False, float_format="{:.2f}")
     rep.image(out / "results.png", "UAR and WAR per strategy, mean ± std over folds")
-    rep.bullets([f"{name(c['strategy'])}: {c['what_it_does']}" for c in rows])
+    rep.bullets([f"{display_name(c['strategy'])}: {c['what_it_does']}" for c in rows])
     rep.code(cmd)
     rep.save("report.html")
     return comp

@@ -19,9 +19,12 @@ __all__ = ["tune_allocator"]
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 _applied: dict[str, int] = {}
+#: the tuned thresholds (bytes), also what ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` get in benchmarks
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 256 << 20
 
 
-def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Raises glibc malloc's mmap and trim thresholds for this process; returns whether it was applied.
 
     A no-op returning False off Linux/glibc (macOS, Windows, musl). Memory that the process frees stays

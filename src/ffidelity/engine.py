@@ -57,7 +57,7 @@ AUTO_BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
 #: largest masked batch ``"auto"`` may hold per buffer (three buffers exist: two masked, one of inputs)
 _AUTO_BUFFER_BYTES = 256 * 2**20
 #: batch size of plain (unmasked) forward passes under ``"auto"``
-_PLAIN_BATCH = 256
+PLAIN_BATCH = 256
 #: share of an evaluation's masked copies that ``"auto"`` may spend on timed chunks
 _AUTO_BUDGET = 0.1
 #: calibration stops at the first size this much slower per copy than the best so far
@@ -274,7 +274,7 @@ class Fidelity:
 
     def _forward(self, model: nn.Module, x: torch.Tensor, device: torch.device, what: str) -> torch.Tensor:
         outs = []
-        step = _PLAIN_BATCH if self.batch_size == "auto" else int(self.batch_size)
+        step = PLAIN_BATCH if self.batch_size == "auto" else int(self.batch_size)
         for start in range(0, x.shape[0], step):
             outs.append(self._call(model, x[start : start + step], device, what))
         return torch.cat(outs)

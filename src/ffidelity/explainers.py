@@ -43,6 +43,21 @@ class LogitsModule(nn.Module):
         return logits_of(self.model(*x))
 
 
+#: short names accepted wherever an explainer is named (the CLIs' ``--explainers``)
+EXPLAINER_ALIASES: dict[str, str] = {"ig": "integrated_gradients", "sg": "smoothgrad", "grad": "saliency"}
+
+
+def resolve_explainer(name: str, aliases: dict[str, str] | None = None) -> str:
+    """The registered name of ``name``, ``aliases`` (default :data:`EXPLAINER_ALIASES`) resolved; an unknown name
+    raises ``ValueError`` listing the known ones."""
+    aliases = EXPLAINER_ALIASES if aliases is None else aliases
+    key = aliases.get(name.strip().lower(), name.strip().lower())
+    if key not in EXPLAINERS:
+        known = sorted({*EXPLAINERS.names(), *aliases})
+        raise ValueError(f"unknown explainer {name!r}; known: {', '.join(known)}")
+    return key
+
+
 def explain(
     name: str,
     model: nn.Module,

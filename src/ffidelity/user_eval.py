@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ffidelity.engine import FFidelity, Fidelity, RFidelity
-from ffidelity.explainers import EXPLAINERS, explain
+from ffidelity.engine import PLAIN_BATCH, FFidelity, Fidelity, RFidelity
+from ffidelity.explainers import EXPLAINER_ALIASES, explain
+from ffidelity.explainers import resolve_explainer as _resolve
 from ffidelity.result import FidelityResult
 from ffidelity.units import GridUnits, ImageUnits, Units
 from ffidelity.user_data import UserData, check_labels, load_attributions, load_data
@@ -30,16 +31,12 @@ from ffidelity.user_model import LoadedModel, load_model, probe_model, short_err
 
 METRICS: tuple[str, ...] = ("fid", "rfid", "ffid")
 METRIC_NAMES = {"fid": "Fidelity", "rfid": "R-Fidelity", "ffid": "F-Fidelity"}
-EXPLAINER_ALIASES = {"ig": "integrated_gradients", "sg": "smoothgrad", "grad": "saliency"}
-
-
 def resolve_explainer(name: str) -> str:
     """The registered name of ``name`` (aliases such as ``ig`` resolved); unknown names raise ``ValueError``."""
-    key = EXPLAINER_ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in EXPLAINERS:
-        known = sorted({*EXPLAINERS.names(), *EXPLAINER_ALIASES})
-        raise ValueError(f"unknown explainer {name!r} in --explainers; known: {', '.join(known)}")
-    return key
+    try:
+        return _resolve(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in --explainers)") from None
 
 
 @dataclass
@@ -178,7 +175,7 @@ def run(cfg: EvaluateConfig) -> Evaluation:
     n_classes = probe_model(loaded, data.x, data.path)
     check_labels(data, n_classes, loaded.path)
     units = units_for(data.x, cfg.patch, cfg.reference, data.path)
-    plain = cfg.batch_size if isinstance(cfg.batch_size, int) else 256  # unmasked passes
+    plain = cfg.batch_size if isinstance(cfg.batch_size, int) else PLAIN_BATCH  # unmasked passes
     targets = data.y if data.y is not None else _predict(loaded.model, data.x, plain)
 
     given: dict[str, torch.Tensor] = {}  # attributions read from files, by the name they are reported under

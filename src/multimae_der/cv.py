@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from ffidelity import atomic
 from multimae_der.evaluate import evaluate
-from multimae_der.fusion import FUSIONS, PAPER_ORDER
+from multimae_der.fusion import FUSIONS, PAPER_ORDER, display_name
 from multimae_der.run import METRICS_FILE
 from multimae_der.train import TrainConfig, dataset_class_names, train
 
@@ -60,7 +60,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
     lines = ["| strategy | UAR (%) | WAR (%) | folds |", "|---|---|---|---|"]
     for r in table.itertuples():
-        name = r.strategy.upper() if r.strategy not in ("video", "audio") else f"{r.strategy} only"
+        name = display_name(r.strategy)
         lines.append(f"| {name} | {pm(r.uar_mean, r.uar_std)} | {pm(r.war_mean, r.war_std)} | {r.folds} |")
     return "\n".join(lines) + "\n"
 

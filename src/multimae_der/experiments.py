@@ -25,6 +25,7 @@ import pandas as pd
 from torch.utils.data import Subset
 
 from ffidelity import atomic
+from multimae_der.fusion import display_name
 
 __all__ = ["FusionStudy", "fusion_study", "held_out_split"]
 
@@ -107,7 +108,7 @@ def _synth(root: Path, study: FusionStudy, progress: bool) -> float:
 def _markdown(table: pd.DataFrame) -> str:
     lines = ["| strategy | WAR (%) | UAR (%) | train time (s) | steps |", "|---|---|---|---|---|"]
     for r in table.itertuples():
-        name = r.strategy.upper() if r.strategy not in ("video", "audio") else f"{r.strategy} only"
+        name = display_name(r.strategy)
         lines.append(f"| {name} | {r.war * 100:.1f} | {r.uar * 100:.1f} | {r.train_seconds:.0f} | {r.steps} |")
     return "\n".join(lines) + "\n"
 

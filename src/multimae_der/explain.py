@@ -31,6 +31,7 @@ from torch import nn
 
 from ffidelity.explainers import EXPLAINERS
 from ffidelity.explainers import explain as _ffid_explain
+from ffidelity.explainers import resolve_explainer as ffidelity_resolve
 from multimae_der.collate import clip_id
 from multimae_der.fusion import MODALITIES, FusionLayout, fuse_batch, normalize
 from multimae_der.provenance import modality_share, region_mass, source_maps, timeline
@@ -76,11 +77,7 @@ class EmotionLogits(nn.Module):
 
 def resolve_explainer(name: str) -> str:
     """The registered name of ``name`` (aliases resolved), with a clear error for unknown names."""
-    key = EXPLAINER_ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in EXPLAINERS:
-        known = sorted({*EXPLAINERS.names(), *EXPLAINER_ALIASES})
-        raise ValueError(f"unknown explainer {name!r}; known: {', '.join(known)}")
-    return key
+    return ffidelity_resolve(name, EXPLAINER_ALIASES)
 
 
 def explainer_options(name: str, config: Any, **overrides: Any) -> dict[str, Any]:

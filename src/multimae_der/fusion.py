@@ -134,6 +134,11 @@ FUSIONS: Registry[FusionFn] = Registry("fusion strategy")
 PAPER_ORDER: tuple[str, ...] = ("rfas", "sfas", "ofos", "cfas", "ffls", "fslf", "video", "audio")
 
 
+def display_name(strategy: str) -> str:
+    """A strategy as tables print it: ``FSLF``, or ``video only`` / ``audio only`` for the unimodal baselines."""
+    return f"{strategy} only" if strategy in MODALITIES else strategy.upper()
+
+
 def evenly_spaced(available: int, needed: int) -> list[int]:
     """Indices of ``needed`` evenly spaced frames out of ``available`` (segment centres)."""
     if available < 1 or needed < 1:
