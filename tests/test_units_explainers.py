@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ffidelity import EXPLAINERS, FFidelity, GridUnits, ImageUnits, degrade, explain
+from ffidelity import EXPLAINERS, FFidelity, GridUnits, ImageUnits, VideoUnits, degrade, explain
 from ffidelity.finetune import mask_random_units, masked_accuracy, random_keep_mask
 from ffidelity.models import ResNet9, SmallCNN
 
@@ -158,3 +158,27 @@ def test_degrade_within_groups_keeps_each_group_scores():
     assert ((half != scores).sum(1) <= 2 + 4).all()  # at most half of each group moves
     with pytest.raises(ValueError, match="groups must have shape"):
         degrade(scores, 0.5, groups=torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "units, shape",
+    [(ImageUnits(), (4, 3, 8, 8)), (ImageUnits(patch=3), (4, 2, 7, 8)),
+     (VideoUnits(tubelet=2, patch=4), (3, 4, 3, 8, 8)), (VideoUnits(tubelet=2, patch=4, reference=-0.5), (3, 5, 2, 9, 8)),
+     (GridUnits(block=(2, 2), channel_dim=None), (3, 6, 6)), (GridUnits(block=(2,), channel_dim=-1), (3, 5, 4))],
+)
+def test_remove_into_writes_the_removal_in_the_inputs_layout(units, shape) -> None:
+    """``remove_into`` fills the engine's buffer in place, bit for bit what ``remove`` gives, for any channel
+    axis (the video's channels sit at axis 2), and the buffer stays contiguous for the model."""
+    x = torch.randn(shape)
+    d = units.num_units(x)
+    keep = torch.rand(shape[0], d, generator=torch.Generator().manual_seed(1)) < 0.5
+    out = torch.full(shape, float("nan"))
+    got = units.remove_into(x, keep, out)
+    assert got.data_ptr() == out.data_ptr() and got.is_contiguous()
+    want = units.remove(x, keep)
+    assert torch.equal(got.view(torch.int32), want.contiguous().view(torch.int32))
+    # and ``remove`` is the definition: a removed unit's elements hold the reference, the others the input
+    el = units.expand(keep, x)  # (B, 1, *spatial) in the (batch, channels, *spatial) view
+    x_cs, got_cs = units._to_cs(x), units._to_cs(got)
+    ref = float(units.reference)
+    assert torch.equal(torch.where(el, x_cs, torch.tensor(ref)), got_cs)

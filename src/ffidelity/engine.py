@@ -309,7 +309,8 @@ class Fidelity:
         """Mean masked score per (input, sparsity) for the plus and minus sides."""
         n, d = scores.shape
         s = torch.as_tensor(self.sparsity_grid(), dtype=torch.float64)
-        pos = _rank_positions(scores, valid, self.seed, index_offset)  # (n, d); invalid slots get d
+        # (n, d); invalid slots get d. int32: the candidate masks below read it once per copy
+        pos = _rank_positions(scores, valid, self.seed, index_offset).int()
         d_valid = valid.sum(1)  # (n,)
         k = torch.floor(s[None, :] * d_valid[:, None].double() + 0.5).long()  # (n, S)
         rate_plus, rate_minus = self.rates(k, d_valid[:, None].expand_as(k))
@@ -321,14 +322,15 @@ class Fidelity:
 
         # the candidates of (input, sparsity, side) are the units ranked in [lo, hi): the top k for Fid+, the
         # other valid units for Fid-; a candidate is removed when its uniform draw falls below the rate
-        lo = torch.stack([torch.zeros_like(k), k], dim=2)  # (n, S, 2)
-        hi = torch.stack([k, d_valid[:, None].expand_as(k)], dim=2)
+        lo = torch.stack([torch.zeros_like(k), k], dim=2).int()  # (n, S, 2)
+        hi = torch.stack([k, d_valid[:, None].expand_as(k)], dim=2).int()
         thresholds = removal_thresholds(rate)  # a 32-bit draw u removes its candidate iff u < threshold
         # "always removed" (threshold 2**32) does not fit 32 bits: clipped in the uint32 thresholds, and applied
         # exactly per chunk where random draws could otherwise keep a unit (with probability 2^-32)
         thresh_u32 = thresholds.clamp(max=_TWO32 - 1).numpy().astype(np.uint32)  # (n, S, 2)
         stochastic = ((rate > 0) & (rate < 1)).flatten(1).any(1)  # inputs whose draws can change a removal
         always_exact = ((thresholds == _TWO32) & stochastic[:, None, None]).numpy()  # (n, S, 2)
+        any_stochastic = bool(stochastic.any())  # False: n_draw is 1 and every removal is certain
 
         sums = torch.zeros(n, n_s, 2, dtype=torch.float64)
         streams = _DrawStreams(self.seed, index_offset, d, stochastic)
@@ -367,12 +369,14 @@ class Fidelity:
             candidate = ((p_r >= lo[i_r, j_r, side_r][:, None]) & (p_r < hi[i_r, j_r, side_r][:, None])).numpy()
             runs_np = (i_r.numpy(), j_r.numpy(), side_r.numpy())
             # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
-            thresh = np.where(candidate, thresh_u32[runs_np][:, None], np.uint32(0))
+            thresh = np.where(candidate, thresh_u32[runs_np][:, None], np.uint32(0)) if any_stochastic else None
             keep_np = keep_buf[:c]
             lens = run_len.numpy()
             ends = np.cumsum(lens)
             last_task = t_idx[ends - 1].numpy()
-            if c * d >= _RUN_BY_RUN_MIN * lens.size:  # big runs: draw and compare run by run, in cache
+            if not any_stochastic:  # every rate 0 or 1 (plain Fidelity): one copy per run, no draw to compare
+                np.logical_not(candidate & (thresh_u32[runs_np] > 0)[:, None], out=keep_np)
+            elif c * d >= _RUN_BY_RUN_MIN * lens.size:  # big runs: draw and compare run by run, in cache
                 for r, (i, n_r, e) in enumerate(zip(i_r.tolist(), lens.tolist(), ends.tolist(), strict=True)):
                     draws = streams.rows(i, n_r, last=int(last_task[r]) == tasks - 1)
                     np.greater_equal(draws, thresh[r], out=keep_np[e - n_r : e])

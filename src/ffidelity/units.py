@@ -177,19 +177,27 @@ class GridUnits(Units):
             elif isinstance(ref, torch.Tensor):
                 ref_cs = self._to_cs(ref.to(inputs.device, inputs.dtype).expand_as(inputs[:1]))
             else:
-                return self._from_cs(fill_removed(x_cs, mask_cs, float(ref)), inputs)
+                return fill_removed(inputs, self._native_mask(keep, inputs), float(ref))
             out_cs = torch.where(mask_cs, x_cs, ref_cs)
         return self._from_cs(out_cs, inputs)
 
     def remove_into(self, inputs: torch.Tensor, keep: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         ref = self.reference
-        if isinstance(ref, (str, torch.Tensor)) or callable(ref) or self.channel_dim not in (None, 1):
+        if isinstance(ref, (str, torch.Tensor)) or callable(ref) or not out.is_contiguous():
             return self.remove(inputs, keep)
-        out_cs = self._to_cs(out)
-        if out_cs.data_ptr() != out.data_ptr() or not out_cs.is_contiguous():  # not a view: write would be lost
-            return self.remove(inputs, keep)
-        fill_removed(self._to_cs(inputs), self.expand(keep, inputs), float(ref), out=out_cs)
+        # the element mask in the inputs' own layout (1 on every axis that is neither batch nor blocked), so
+        # that inputs and ``out`` are read and written in memory order, whatever the channel axis
+        fill_removed(inputs, self._native_mask(keep, inputs), float(ref), out=out)
         return out
+
+    def _native_mask(self, keep: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """``expand(keep)`` reshaped to broadcast against ``inputs`` as they are laid out (no axis moved)."""
+        mask = self.expand(keep, inputs).squeeze(1)  # (B, *spatial)
+        axes = [a for a in range(1, inputs.ndim) if a != (self.channel_dim % inputs.ndim
+                                                          if self.channel_dim is not None else None)]
+        blocked = set(axes[len(axes) - self._n_spatial :])
+        shape = [mask.shape[0], *(inputs.shape[a] if a in blocked else 1 for a in range(1, inputs.ndim))]
+        return mask.reshape(shape)
 
     def _from_cs(self, x_cs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self.channel_dim is None:
