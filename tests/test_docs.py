@@ -29,9 +29,11 @@ NOT_API = {"cli", "__main__"}
 
 
 def _public_modules(package: str) -> list[str]:
-    """Top-level public modules of ``package`` in this checkout, minus :data:`NOT_API`."""
-    return sorted(m.name for m in pkgutil.iter_modules([str(SRC / package)])
-                  if not m.name.startswith("_") and m.name not in NOT_API)
+    """Public modules of ``package`` in this checkout, in every subpackage (dotted, relative to the package),
+    minus :data:`NOT_API` and the subpackages' ``__init__`` facades (their names live in their modules)."""
+    found = pkgutil.walk_packages([str(SRC / package)], prefix=f"{package}.")  # imports the subpackages
+    names = (m.name.removeprefix(f"{package}.") for m in found if not m.ispkg)
+    return sorted(n for n in names if not any(part.startswith("_") or part in NOT_API for part in n.split(".")))
 
 
 def _gen_cli():
