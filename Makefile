@@ -34,7 +34,7 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-# The site is built strictly (any warning fails) before the tests; tests/test_docs.py reads that build.
+# The site is built strictly (any warning fails) before the tests; tests/project/test_docs.py reads that build.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \

@@ -18,7 +18,7 @@ from benchmarks.common import peak_rss_mb, reset_peak_rss, rss_mb
 def rfid_memory(n_samples: int, n_inputs: int, batch_size: int, threads: int, width: int = 16) -> dict[str, Any]:
     """R-Fidelity on the tiny CNN: peak RSS of the whole process, and above the state before evaluating."""
     from ffidelity import RFidelity
-    from ffidelity.models import SmallCNN
+    from ffidelity.models.image import SmallCNN
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -44,7 +44,7 @@ def explain_memory(method: str, configs: list[dict[str, int]], n_inputs: int, wi
     """Integrated Gradients or SG-SQ on ResNet-9, one configuration after another (``internal_batch_size``,
     ``n_steps``, ``nt_samples``): seconds per input and the peak RSS of each, the peak reset in between."""
     from ffidelity import explain
-    from ffidelity.models import ResNet9
+    from ffidelity.models.image import ResNet9
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def quantus_pixelflipping(n_inputs: int, features_in_step: int, width: int, thre
 
     from benchmarks.engine_throughput import raw_rate
     from ffidelity import Fidelity
-    from ffidelity.models import ResNet9
+    from ffidelity.models.image import ResNet9
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)

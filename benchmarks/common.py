@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from ffidelity.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
-from ffidelity.registry import Registry
+from ffidelity.utils.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+from ffidelity.utils.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -267,7 +267,7 @@ def probe_threads(counts: tuple[int, ...], repeats: int = 3) -> tuple[int, dict[
     descheduled thread: a many-op step can run 40x slower on two threads than on one. Benchmarks that do not
     calibrate their own thread count use this one.
     """
-    from ffidelity.models import ResNet9
+    from ffidelity.models.image import ResNet9
 
     torch.manual_seed(0)
     model = ResNet9(3, 10, 16)
@@ -342,7 +342,7 @@ def uptime_text() -> str:
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, torch threads, package versions and the load at the time of the call."""
-    from ffidelity.report import environment_info
+    from ffidelity.utils.report import environment_info
 
     info = environment_info()
     for mod in ("av", "librosa", "matplotlib"):

@@ -36,7 +36,7 @@ def make_hd_clips(root: Path, count: int, size: tuple[int, int], seconds: float,
     import av
     from PIL import Image
 
-    from ffidelity.atomic import atomic_path
+    from ffidelity.utils.atomic import atomic_path
     from multimae_der.synthav import CLASS_DESIGNS, ClipSpec, make_actor, render_clip
 
     width, height = size

@@ -109,7 +109,7 @@ def model_war(data_dir: Path) -> float:
 
 def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, n_test: int) -> dict[str, Any]:
     """One (data variant, seed, setting) cell: the controlled experiment and the ground-truth check."""
-    from ffidelity import atomic
+    from ffidelity.utils import atomic
     from multimae_der.datasets import build_dataset
     from multimae_der.experiments import held_out_split
     from multimae_der.faithfulness import emotion_benchmark, morf_signal
@@ -204,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="write the report from the cached cells only")
     args = parser.parse_args(argv)
 
-    from ffidelity import atomic
-    from ffidelity.report import environment_info
-    from ffidelity.training import quiet_lightning
+    from ffidelity.models.training import quiet_lightning
+    from ffidelity.utils import atomic
+    from ffidelity.utils.report import environment_info
 
     quiet_lightning()
     t_start = time.perf_counter()
@@ -286,7 +286,7 @@ def report(out: Path, table: Any, cells: list[dict[str, Any]], verdict: list[str
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ffidelity.report import HtmlReport
+    from ffidelity.utils.report import HtmlReport
 
     rep = HtmlReport("F-Fidelity on the emotion model: which setting is faithful?", out)
     for para in __doc__.split("\n\n")[1:5]:

@@ -44,8 +44,8 @@ class PlainCNN(nn.Module):
 def build(name: str) -> tuple[nn.Module, tuple[int, ...], Any]:
     """``(model, input shape, units)`` of one benchmark model, seeded."""
     from ffidelity import ImageUnits
-    from ffidelity.models import ResNet9, SmallCNN
-    from ffidelity.user_model import LogitsOnly
+    from ffidelity.evaluate.model import LogitsOnly
+    from ffidelity.models.image import ResNet9, SmallCNN
 
     torch.manual_seed(0)
     if name == "plain_cnn":
@@ -71,9 +71,9 @@ def build(name: str) -> tuple[nn.Module, tuple[int, ...], Any]:
 
 def measure(name: str, profile: str, tuned: bool = False) -> dict[str, Any]:
     """One model, in the calling (fresh, ordinary) process: raw best, then paired repeats of the three metrics.
-    ``tuned``: call :func:`ffidelity.allocator.tune_allocator` first (raw and engine alike)."""
+    ``tuned``: call :func:`ffidelity.utils.allocator.tune_allocator` first (raw and engine alike)."""
     from ffidelity import FFidelity, Fidelity, RFidelity
-    from ffidelity.allocator import tune_allocator
+    from ffidelity.utils.allocator import tune_allocator
 
     applied = tune_allocator() if tuned else False
 

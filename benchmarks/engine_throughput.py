@@ -33,7 +33,7 @@ from benchmarks.common import (
 )
 from benchmarks.official import official_fidelity, official_rfidelity
 from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity
-from ffidelity.models import ResNet9, SmallCNN
+from ffidelity.models.image import ResNet9, SmallCNN
 
 
 def raw_rate(model: nn.Module, pool: torch.Tensor, batch_size: int, min_time: float, cpu: bool = False) -> float:
@@ -305,7 +305,7 @@ def engine_throughput(ctx: Context) -> BenchResult:
 def _plot(data: dict[str, Any], ctx: Context) -> tuple[str, str]:
     import matplotlib.pyplot as plt
 
-    from ffidelity import atomic
+    from ffidelity.utils import atomic
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, name in zip(axes, ("resnet9", "tiny"), strict=True):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffidelity import atomic
-from ffidelity.report import HtmlReport
+from ffidelity.utils import atomic
+from ffidelity.utils.report import HtmlReport
 from multimae_der.fusion import display_name
 
 #: MultiMAE-DER's RAVDESS (7 classes) numbers, UAR / WAR in %, one run on one split (paper, Table 1)

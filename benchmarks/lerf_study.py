@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from ffidelity import atomic
-    from ffidelity.benchmark import BenchmarkConfig, run
-    from ffidelity.report import environment_info
-    from ffidelity.training import quiet_lightning
+    from ffidelity.benchmark.config import BenchmarkConfig
+    from ffidelity.benchmark.runner import run
+    from ffidelity.models.training import quiet_lightning
+    from ffidelity.utils import atomic
+    from ffidelity.utils.report import environment_info
 
     quiet_lightning()
     names = [v.strip() for v in args.variants.split(",")]
@@ -120,7 +121,7 @@ def _report(out: Path, table: Any, curves: dict[str, Any], names: list[str], ver
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ffidelity.report import HtmlReport
+    from ffidelity.utils.report import HtmlReport
 
     rep = HtmlReport("The LeRF side of F-Fidelity (digits)", out)
     rep.paragraph(__doc__.split("\n\n")[1].replace("\n", " "))

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import BenchResult, Context, Target, register, run_child, threads, timed
-from ffidelity import RFidelity, atomic
-from ffidelity.models import SmallCNN
+from ffidelity import RFidelity
+from ffidelity.models.image import SmallCNN
+from ffidelity.utils import atomic
 
 
 @register("memory")

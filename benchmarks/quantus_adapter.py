@@ -33,7 +33,7 @@ def measure(n_inputs: int, width: int, n_samples: int, n_sparsities: int, featur
 
     from ffidelity import FFidelity
     from ffidelity.integrations.quantus import FFidelityMetric
-    from ffidelity.models import ResNet9
+    from ffidelity.models.image import ResNet9
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ffidelity.road import NoisyLinearImputer
+from ffidelity.metrics.road import NoisyLinearImputer
 
 
 def main() -> None:

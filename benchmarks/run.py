@@ -28,7 +28,7 @@ from benchmarks.common import (
     probe_threads,
 )
 from benchmarks.summary import write_summary
-from ffidelity import atomic
+from ffidelity.utils import atomic
 
 #: modules whose import registers benchmarks, in the order they run
 MODULES = ("engine_throughput", "engine_defaults", "memory_scaling", "explainers", "emotion", "token_drop",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ffidelity import atomic
-from ffidelity.report import HtmlReport
+from ffidelity.utils import atomic
+from ffidelity.utils.report import HtmlReport
 
 
 def _fmt(value: Any) -> str:

@@ -35,7 +35,7 @@ def _best_time(fn: Any, repeats: int) -> float:
 def token_drop(ctx: Context) -> BenchResult:
     """Masked-forward throughput with token dropping at each sparsity, against the raw model on as many tokens."""
     from ffidelity import RFidelity, VideoUnits
-    from ffidelity.token_drop import TokenDrop
+    from ffidelity.units.token_drop import TokenDrop
     from multimae_der.explain import EmotionLogits
     from multimae_der.model import build_classifier, make_config
 

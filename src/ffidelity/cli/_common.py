@@ -46,10 +46,10 @@ def setup_environment() -> None:
     """Offline by default (nothing may download weights or data at run time), and the tuned allocator.
 
     The commands own their process, so they keep glibc from returning activation buffers to the kernel after
-    every batch (:func:`ffidelity.allocator.tune_allocator`; ``FFIDELITY_DEFAULT_MALLOC=1`` turns it off).
+    every batch (:func:`ffidelity.utils.allocator.tune_allocator`; ``FFIDELITY_DEFAULT_MALLOC=1`` turns it off).
     """
     if not os.environ.get("FFIDELITY_DEFAULT_MALLOC"):
-        from ffidelity.allocator import tune_allocator
+        from ffidelity.utils.allocator import tune_allocator
 
         tune_allocator()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
         strategy: str = typer.Option("ddp", help="Scale-out strategy (only 'ddp': shard inputs, gather results)."),
     ) -> None:
         """Which faithfulness metric recovers the true ranking of degraded explainers? (F-Fidelity, Table 1)"""
-        from ffidelity.benchmark import BenchmarkConfig, run
+        from ffidelity.benchmark.config import BenchmarkConfig
+        from ffidelity.benchmark.runner import run
 
         common = {"dataset": dataset, "root": str(root) if root else None, "explainers": _split(explainers),
                   "methods": _split(methods), "beta": beta, "beta_minus": beta_minus, "alpha_plus": alpha,
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def datasets() -> None:
         """List the registered data sets."""
-        from ffidelity.tasks import TASKS
+        from ffidelity.benchmark.tasks import TASKS
 
         for name in TASKS.names():
             doc = (TASKS.get(name).__doc__ or "").strip().splitlines()[0]
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def explainers() -> None:
         """List the registered explainers."""
-        from ffidelity.explainers import EXPLAINERS
+        from ffidelity.explainers.core import EXPLAINERS
 
         for name in EXPLAINERS.names():
             doc = (EXPLAINERS.get(name).__doc__ or "").strip().splitlines()[0]

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def version() -> None:
         """Print the version."""
-        from ffidelity import __version__
+        from ffidelity._version import __version__
 
         typer.echo(__version__)
 
@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(False, help="Show progress bars."),
     ) -> None:
         """Evaluate explanations of your own model with Fidelity, R-Fidelity and F-Fidelity."""
-        from ffidelity.user_eval import METRIC_NAMES, EvaluateConfig, run
+        from ffidelity.evaluate.config import METRIC_NAMES, EvaluateConfig
+        from ffidelity.evaluate.run import run
 
         cfg = EvaluateConfig(
             model=str(model), inputs=str(inputs), out=str(out), explainers=_names(explainers),

@@ -48,10 +48,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("ffidelity.integrations.quantus needs Quantus >= 0.6: "
                       "pip install 'ffidelity-multimae[quantus]' (or pip install quantus)") from exc
 
-from ffidelity.engine import FFidelity, Fidelity, RFidelity, model_device
-from ffidelity.explainers import explain
-from ffidelity.result import FidelityResult
-from ffidelity.units import ImageUnits, Units
+from ffidelity.explainers.core import explain
+from ffidelity.metrics.engine import FFidelity, Fidelity, RFidelity
+from ffidelity.metrics.result import FidelityResult
+from ffidelity.units.base import Units
+from ffidelity.units.grid import ImageUnits
+from ffidelity.utils.modelio import model_device
 
 __all__ = ["FFidelityMetric", "FidelityMetric", "RFidelityMetric", "quantus_explain_func"]
 
