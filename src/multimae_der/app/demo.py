@@ -114,7 +114,7 @@ def _study_settings(small: bool) -> dict[str, Any]:
 
 def stage_emotion(out: Path, small: bool) -> dict[str, Any]:
     """SynthAV (RAVDESS format) -> prepare -> train FSLF, video-only, audio-only (tiny VideoMAE) -> evaluate."""
-    from multimae_der.experiments import fusion_study
+    from multimae_der.model.experiments import fusion_study
 
     t = time.perf_counter()
     table = fusion_study(out, ("fslf", "video", "audio"), progress=False, **_study_settings(small))
@@ -144,11 +144,11 @@ def stage_explain(out: Path, small: bool) -> dict[str, Any]:
     """Explanations of the FSLF emotion model (frames, spectrograms, modality share) and their F-Fidelity."""
     import pandas as pd
 
-    from multimae_der.datasets import build_dataset
-    from multimae_der.experiments import FusionStudy, held_out_split
-    from multimae_der.explain import explain_clips
-    from multimae_der.faithfulness import emotion_benchmark
-    from multimae_der.prepare import PrepareConfig
+    from multimae_der.data.datasets import build_dataset
+    from multimae_der.data.prepare import PrepareConfig
+    from multimae_der.explain.attributions import explain_clips
+    from multimae_der.explain.faithfulness import emotion_benchmark
+    from multimae_der.model.experiments import FusionStudy, held_out_split
 
     t = time.perf_counter()
     emotion = out.parent / "emotion"
@@ -167,7 +167,7 @@ def stage_explain(out: Path, small: bool) -> dict[str, Any]:
     lines = [f"mean modality share of {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in sh.items())
              for name, sh in share.items()] if isinstance(share, dict) else []
     lines += result.verdicts()
-    from multimae_der.faithfulness import STRONG_NOISE, morf_signal
+    from multimae_der.explain.faithfulness_task import STRONG_NOISE, morf_signal
 
     for method, sig in morf_signal(result).items():
         lines.append(f"{method}: the best explainer ({sig['best']}) removes {sig['difference']:+.3f} more probability "

@@ -3,12 +3,14 @@ pictures, the modality share), and how faithful that "why" is (F-Fidelity scores
 
 The work is done by plain functions, testable without a browser:
 
-* :func:`check_upload` refuses what the server should not decode (too large, too long, not a video, no audio
-  track) with a :class:`UploadError` (a :class:`~multimae_der.media.MediaError`) whose text is shown in the page;
-* :func:`analyze` preprocesses the clip exactly as the run's data was, predicts (all class probabilities) and
-  explains it with one explainer, and renders one overlay picture per time step (video frame | audio picture);
-* :func:`load_faithfulness` / :func:`faithfulness_markdown` read the F-Fidelity results of ``multimae-der
-  faithfulness`` for THIS model (checked by the weights' digest) or say that none were computed and how to;
+* :mod:`multimae_der.app.analysis`: ``check_upload`` refuses what the server should not decode (too large, too
+  long, not a video, no audio track) with an ``UploadError`` (a :class:`~multimae_der.data.media.MediaError`)
+  whose text is shown in the page; ``analyze`` preprocesses the clip exactly as the run's data was, predicts (all
+  class probabilities) and explains it with one explainer, and renders one overlay picture per time step (video
+  frame | audio picture);
+* :mod:`multimae_der.app.faithfulness_view`: ``load_faithfulness`` / ``faithfulness_markdown`` read the F-Fidelity
+  results of ``multimae-der faithfulness`` for THIS model (checked by the weights' digest) or say that none were
+  computed and how to;
 * :func:`find_examples` lists example clips (``--examples DIR``, else clips shipped next to the run).
 
 :func:`build_app` wires them into a Gradio page and :func:`serve` launches it on 127.0.0.1 with analytics off,
@@ -19,394 +21,22 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from multimae_der.explain import ClipExplanation, explain_items, resolve_explainer
-from multimae_der.fusion import MODALITIES
-from multimae_der.media import MediaError
-from multimae_der.predict import Prediction, predict_clip
-from multimae_der.run import Run, load_run
+from multimae_der.app.analysis import SERVE_EXPLAINERS, VIDEO_SUFFIXES, Limits, analyze, user_message
+from multimae_der.app.faithfulness_view import faithfulness_markdown, load_faithfulness
+from multimae_der.data.media import MediaError
+from multimae_der.explain.attributions import resolve_explainer
+from multimae_der.model.run import Run, load_run
 
 log = logging.getLogger(__name__)
 
-#: explainers offered for the emotion model (all work on the fused VideoMAE input; ``vit_gradcam`` is the
-#: ViT Grad-CAM, ``random`` the reference an explainer should beat).
-SERVE_EXPLAINERS: tuple[str, ...] = ("saliency", "integrated_gradients", "sg_sq", "smoothgrad", "occlusion",
-                                     "vit_gradcam", "random")
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".flv")
 _BROWSER_VIDEO = (".mp4", ".webm", ".ogg")
-#: FFmpeg demuxers that open pictures and text files as one-stream "videos".
-_NOT_VIDEO_FORMATS = ("tty", "image2", "gif", "apng", "webp_pipe")
-_METHODS = {"ffid": "F-Fidelity", "rfid": "R-Fidelity", "fid": "Fidelity"}
 INSTALL_HINT = "pip install 'multimae-der[serve]'"
-
-
-class UploadError(MediaError):
-    """A clip the app refuses before decoding it: missing, empty, too large, too long, not a video, or silent."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one upload may cost the server.
-
-    Attributes:
-        max_mb: largest accepted file, in MB (10^6 bytes).
-        max_seconds: longest accepted clip, in seconds.
-    """
-
-    max_mb: float = 50.0
-    max_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not self.max_mb > 0 or not self.max_seconds > 0:
-            raise ValueError(f"limits must be positive, got {self.max_mb} MB and {self.max_seconds} s")
-
-
-@dataclass(frozen=True)
-class ClipInfo:
-    """What :func:`check_upload` learnt from the container header: size, duration (``None`` if unknown)."""
-
-    path: Path
-    size_mb: float
-    duration: float | None
-
-
-def _container_duration(container: Any) -> float | None:
-    if container.duration is not None and container.duration > 0:
-        return container.duration / 1_000_000
-    spans = [float(s.duration * s.time_base) for s in container.streams
-             if s.duration is not None and s.time_base is not None and s.duration > 0]
-    return max(spans) if spans else None
-
-
-def check_upload(path: str | os.PathLike[str] | None, limits: Limits = Limits()) -> ClipInfo:
-    """Checks an uploaded file before any decoding: present, within the size limit, a video with an audio
-    track, within the duration limit (from the header; clips without one are checked after decoding).
-
-    Raises:
-        UploadError: with a message meant for the page.
-    """
-    import av
-
-    if path is None or not str(path).strip():
-        raise UploadError("No clip given: upload a video or pick an example clip.")
-    p = Path(path)
-    name = p.name
-    if not p.is_file():
-        raise UploadError(f"{name}: file not found.")
-    size = p.stat().st_size
-    if size == 0:
-        raise UploadError(f"{name} is empty (0 bytes).")
-    size_mb = size / 1e6
-    if size_mb > limits.max_mb:
-        raise UploadError(f"{name} is {size_mb:.1f} MB; this server accepts clips up to {limits.max_mb:g} MB.")
-    try:
-        container = av.open(str(p))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
-        raise UploadError(f"{name} is not a video file (it cannot be opened as audio/video media).") from None
-    try:
-        fmt = container.format.name or ""
-        if not container.streams.video or any(f in fmt.split(",") for f in _NOT_VIDEO_FORMATS) or \
-                fmt.endswith("_pipe"):
-            kind = "an audio file" if container.streams.audio and not container.streams.video else "not a video"
-            raise UploadError(f"{name} is {kind}: it holds no video stream. The model needs a video with sound.")
-        if not container.streams.audio:
-            raise UploadError(f"{name} has no audio track: the model needs the voice as well as the face.")
-        duration = _container_duration(container)
-    finally:
-        container.close()
-    _check_duration(name, duration, limits)
-    return ClipInfo(p, size_mb, duration)
-
-
-def _check_duration(name: str, duration: float | None, limits: Limits) -> None:
-    if duration is not None and duration > limits.max_seconds:
-        raise UploadError(f"{name} lasts {duration:.1f} s; this server accepts clips up to {limits.max_seconds:g} s "
-                          "(trim it first).")
-
-
-def user_message(exc: BaseException) -> str:
-    """The text the page shows for an error: the message of the errors users cause (bad files, unknown names),
-    a short generic line for anything else (the traceback goes to the server log, never to the page)."""
-    if isinstance(exc, (MediaError, FileNotFoundError, ValueError)):
-        text = str(exc.args[0] if exc.args else exc)
-        return text if isinstance(exc, UploadError) else f"This clip cannot be used: {text}"
-    return f"The analysis failed ({type(exc).__name__}); see the server log for details."
-
-
-# -- the prediction and its explanation --------------------------------------------------------------------------
-@dataclass
-class Analysis:
-    """Everything the page shows for one clip.
-
-    Attributes:
-        path: the clip.
-        prediction: emotion, label and every class probability.
-        explanation: the chosen explainer's attributions mapped back to the video frames and audio windows.
-        steps: one RGB uint8 picture per time step: the k-th used video frame and the k-th used audio picture,
-            attribution overlaid with one colour scale for both (so brightness compares across modalities).
-        captions: what each step shows (source indices and times).
-        seconds: time taken.
-    """
-
-    path: Path
-    prediction: Prediction
-    explanation: ClipExplanation
-    steps: list[np.ndarray]
-    captions: list[str]
-    seconds: float
-
-    @property
-    def share(self) -> dict[str, float]:
-        """Fraction of the attribution mass on each modality (both 0 when the explanation is all zeros)."""
-        return {m: float(self.explanation.share.get(m, 0.0)) for m in MODALITIES}
-
-
-def _picture(item: dict[str, Any], modality: str, index: int) -> np.ndarray:
-    src = item[modality][index]
-    arr = src.numpy() if isinstance(src, torch.Tensor) else np.asarray(src)
-    return np.ascontiguousarray(arr.transpose(1, 2, 0)).astype(np.float32) / 255.0
-
-
-def overlay_steps(item: dict[str, Any], expl: ClipExplanation, *, frame_times: Sequence[float] | None = None,
-                  window_bounds: Sequence[Sequence[float]] | None = None, size: int = 224
-                  ) -> tuple[list[np.ndarray], list[str]]:
-    """Step k = the k-th source frame and the k-th audio window the fusion used, side by side (each scaled to
-    ``size`` pixels), with the attribution overlaid; returns the pictures and their captions."""
-    from PIL import Image
-
-    from multimae_der.explain_plots import color_scale, overlay
-
-    vmax = color_scale(expl)
-    used = {m: list(expl.used.get(m, [])) for m in MODALITIES}
-    n = max((len(v) for v in used.values()), default=0)
-    gap = np.full((size, max(2, size // 32), 3), 255, np.uint8)
-    steps, captions = [], []
-    for k in range(n):
-        panels, words = [], []
-        for m in MODALITIES:
-            if not used[m]:
-                continue
-            if k >= len(used[m]):
-                panels.append(np.zeros((size, size, 3), np.uint8))
-                continue
-            i = used[m][k]
-            pic = overlay(_picture(item, m, i), expl.sources[m][i].numpy(), vmax)
-            panels.append(np.asarray(Image.fromarray(pic).resize((size, size), Image.NEAREST)))
-            if m == "video":
-                when = f" at {float(frame_times[i]):.2f} s" if frame_times is not None else ""
-                words.append(f"video frame {i}{when}")
-            else:
-                span = (f" ({float(window_bounds[i][0]):.2f}-{float(window_bounds[i][1]):.2f} s)"
-                        if window_bounds is not None else "")
-                words.append(f"audio window {i}{span}")
-        row: list[np.ndarray] = []
-        for p in panels:
-            row += [gap, p] if row else [p]
-        steps.append(np.concatenate(row, axis=1))
-        captions.append(f"step {k + 1}/{n}: " + " | ".join(words))
-    return steps, captions
-
-
-def load_clip(run: Run, path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Preprocesses a video file exactly as the run's data was; returns the contract item (uint8 ``video``,
-    ``audio``, SynthAV ground truth when it sits beside the file) and the raw result (times, durations)."""
-    from multimae_der.prepare import preprocess_clip
-
-    data = preprocess_clip(path, run.preprocessing)
-    item: dict[str, Any] = {k: torch.as_tensor(v) for k, v in data.items()
-                            if k in ("video", "audio", "gt_video", "gt_audio")}
-    item["path"] = str(path)
-    return item, data
-
-
-def analyze(run: Run | str | os.PathLike[str], path: str | os.PathLike[str] | None, explainer: str = "saliency",
-            limits: Limits = Limits(), *, size: int = 224) -> Analysis:
-    """Checks, predicts and explains one clip.
-
-    Args:
-        run: a loaded run or a run folder.
-        path: the video file.
-        explainer: a name of :data:`SERVE_EXPLAINERS` (or any registered explainer / alias).
-        limits: size and duration limits.
-        size: side of each overlay panel in pixels.
-
-    Raises:
-        UploadError / MediaError: the file cannot be used (message meant for the user).
-        ValueError: unknown explainer.
-    """
-    t0 = time.perf_counter()
-    run = run if isinstance(run, Run) else load_run(run)
-    name = resolve_explainer(explainer)
-    info = check_upload(path, limits)
-    item, data = load_clip(run, info.path)
-    if info.duration is None:
-        _check_duration(info.path.name, float(data.get("video_duration", 0.0)), limits)
-    prediction = predict_clip(run, item)
-    expl = explain_items(run, [item], [name])[0][name]
-    steps, captions = overlay_steps(item, expl, frame_times=data.get("frame_times"),
-                                    window_bounds=data.get("window_bounds"), size=size)
-    return Analysis(info.path, prediction, expl, steps, captions, time.perf_counter() - t0)
-
-
-# -- faithfulness results --------------------------------------------------------------------------------------
-@dataclass
-class FaithfulnessView:
-    """The F-Fidelity results shown beside the explanation.
-
-    Attributes:
-        folder: the results folder used (``None``: nothing found for this model).
-        rows: per (method, explainer): ``morf_area`` (area under the Fid+ curve: removing the explainer's top
-            tubes; higher = more faithful) and ``lerf_area`` (Fid-: keeping only them; lower = more faithful).
-        note: where the numbers come from, or why there are none and the command that computes them.
-    """
-
-    folder: Path | None
-    rows: list[dict[str, Any]]
-    note: str
-
-    def explainers(self) -> list[str]:
-        return list(dict.fromkeys(r["explainer"] for r in self.rows))
-
-
-def faithfulness_command(run_dir: Path) -> str:
-    """The command that computes F-Fidelity results the app picks up."""
-    return f"multimae-der faithfulness --run {run_dir} --out {run_dir / 'faithfulness'} --quick"
-
-
-def faithfulness_candidates(run_dir: Path) -> list[Path]:
-    """Folders searched when none is given: ``RUN/faithfulness``, ``RUN``, and the demo's layout
-    (``<out>/emotion/runs/<strategy>`` is evaluated in ``<out>/explain/faithfulness``)."""
-    found = [run_dir / "faithfulness", run_dir]
-    if run_dir.parent.name == "runs" and len(run_dir.parents) >= 3:
-        found.append(run_dir.parents[2] / "explain" / "faithfulness")
-    return found
-
-
-def _canonical(name: str) -> str:
-    try:
-        return resolve_explainer(name)
-    except ValueError:
-        return name
-
-
-def load_faithfulness(run: Run, folder: str | os.PathLike[str] | None = None, *, digest: str | None = None
-                      ) -> FaithfulnessView:
-    """Reads ``results.json`` of ``multimae-der faithfulness`` from ``folder`` (or the default candidates).
-
-    A folder counts only when it evaluated THIS model: its ``models/original/source.json`` records the SHA-1 of
-    the weights (compared with ``digest``, computed when not given). Never invents numbers: without results
-    the view is empty and its note says how to compute them.
-    """
-    import json
-
-    from multimae_der.faithfulness import SOURCE_FILE, model_digest
-
-    folders = [Path(folder)] if folder is not None else faithfulness_candidates(run.path)
-    command = faithfulness_command(run.path)
-    reasons: list[str] = []
-    for f in folders:
-        results = f / "results.json"
-        if not results.is_file():
-            continue
-        try:
-            saved = json.loads(results.read_text(encoding="utf-8"))
-            source = json.loads((f / SOURCE_FILE).read_text(encoding="utf-8")) if (f / SOURCE_FILE).is_file() \
-                else None
-        except (OSError, json.JSONDecodeError) as exc:
-            reasons.append(f"{results} cannot be read ({exc})")
-            continue
-        if source is None:
-            reasons.append(f"{f} does not record which model it evaluated")
-            continue
-        digest = digest or model_digest(run)
-        if source.get("sha1") != digest:
-            reasons.append(f"{f} holds results of another model ({source.get('run')})")
-            continue
-        summary = saved.get("summary") or {}
-        rows = []
-        for r in saved.get("baseline") or []:
-            e, m = str(r.get("explainer")), str(r.get("method"))
-            if m not in _METHODS:
-                continue
-            gt = (summary.get(e) or {}).get(m, {}).get("macro_morf_vs_gt")
-            rows.append({"explainer": _canonical(e), "method": m, "morf_area": r.get("morf_area"),
-                         "lerf_area": r.get("lerf_area"), "macro_morf_vs_gt": gt,
-                         "gap_se": _gap_to_random(saved.get("curves") or [], e, m)})
-        cfg = saved.get("config") or {}
-        task = saved.get("task") or {}
-        removal = {"drop": "tokens dropped from the encoder's sequence",
-                   "fill": "tubes filled with the mean colour"}.get(str(task.get("removal", "fill")), "?")
-        note = (f"From `{results}`: {task.get('n_test_used', '?')} held-out test clips, removal: {removal}, "
-                f"N = {cfg.get('n_samples', '?')} samples, beta = {cfg.get('beta', '?')}, "
-                f"{len(saved.get('sparsities') or [])} sparsities, mode {cfg.get('mode', '?')}.")
-        return FaithfulnessView(f, rows, note)
-    why = ("; ".join(reasons) + ". ") if reasons else ""
-    note = (f"No F-Fidelity results were computed for this model. {why}Compute them with "
-            f"`{command}` (minutes on a CPU); this page reads them on the next analysis.")
-    if folder is not None and not reasons:
-        note = f"`{folder}` holds no results.json. " + note
-    return FaithfulnessView(None, [], note)
-
-
-def _gap_to_random(curves: list[dict[str, Any]], explainer: str, method: str) -> float | None:
-    """How many standard errors the explainer's MoRF area stands above the random explainer's (paired over the
-    test clips and seeds, noise 0); ``None`` when the results hold no per-clip areas."""
-    def per_input(name: str) -> dict[int, np.ndarray]:
-        return {int(c["seed"]): np.asarray(c["auc_plus_per_input"], float) for c in curves
-                if c.get("explainer") == name and c.get("method") == method and float(c.get("noise", 0)) == 0.0
-                and c.get("auc_plus_per_input") is not None}
-
-    mine, rand = per_input(explainer), per_input("random")
-    seeds = sorted(set(mine) & set(rand))
-    if explainer == "random" or not seeds:
-        return None
-    from multimae_der.faithfulness import paired_signal
-
-    d = np.concatenate([mine[s] - rand[s] for s in seeds])
-    _, _, signal = paired_signal(d)
-    return signal if np.isfinite(signal) else None
-
-
-def _num(v: Any) -> str:
-    return "-" if v is None or not np.isfinite(float(v)) else f"{float(v):.3g}"
-
-
-def faithfulness_markdown(view: FaithfulnessView, explainer: str | None = None) -> str:
-    """A Markdown table: one row per evaluated explainer (the chosen one marked), Fid+ / Fid- areas per method."""
-    if not view.rows:
-        return view.note
-    chosen = _canonical(explainer) if explainer else None
-    methods = [m for m in _METHODS if any(r["method"] == m for r in view.rows)]
-    by = {(r["explainer"], r["method"]): r for r in view.rows}
-    head = ["explainer"]
-    for m in methods:
-        head += [f"{_METHODS[m]}+ area (higher = more faithful)", f"{_METHODS[m]}- area (lower = more faithful)",
-                 f"{_METHODS[m]}+ above random (standard errors)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in view.explainers():
-        cells = [f"**{e}** (shown)" if e == chosen else e]
-        for m in methods:
-            r = by.get((e, m), {})
-            gap = r.get("gap_se")
-            cells += [_num(r.get("morf_area")), _num(r.get("lerf_area")), "-" if gap is None else f"{gap:+.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = ("Faithfulness of each explainer on this model: areas under the Fid+ (remove the explainer's top "
-            "tubes) and Fid- (keep only them) curves over the sparsities; F-Fidelity evaluates on the model's "
-            "randomly-masked fine-tuned copy. `random` is the chance reference; an explainer a few standard "
-            "errors above it is distinguishable from chance, one near 0 is not.\n\n" + "\n".join(lines) + "\n\n"
-            + view.note)
-    if chosen and chosen not in view.explainers():
-        text += (f"\n\n**{chosen}** was not among the evaluated explainers; rerun `multimae-der faithfulness` "
-                 f"with `--explainers {','.join([*(e for e in view.explainers() if e != 'random'), chosen])}` to score it.")
-    return text
 
 
 # -- example clips -----------------------------------------------------------------------------------------------
@@ -488,8 +118,8 @@ def build_app(run: Run | str | os.PathLike[str], *, examples: Sequence[str | os.
               explainer: str = "saliency", explainers: Sequence[str] = SERVE_EXPLAINERS) -> Any:
     """The Gradio page (``gr.Blocks``) for one run; launch it with :func:`launch`."""
     gr = import_gradio()
-    from multimae_der.explain_plots import timeline_figure
-    from multimae_der.faithfulness import model_digest
+    from multimae_der.explain.faithfulness import model_digest
+    from multimae_der.explain.plots import timeline_figure
 
     run = run if isinstance(run, Run) else load_run(run)
     names = [resolve_explainer(e) for e in explainers]

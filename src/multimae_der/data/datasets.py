@@ -12,7 +12,7 @@ Each item is a dict:
 Normalisation (/255, mean/std) is the model's business; the cache stays uint8.
 
 :func:`build_dataset` is the one entry point the model side uses: it prepares (caches) what is missing with a
-:class:`~multimae_der.prepare.PrepareConfig` and returns the :class:`ClipDataset`; :func:`folds` gives the
+:class:`~multimae_der.data.prepare.PrepareConfig` and returns the :class:`ClipDataset`; :func:`folds` gives the
 subject-independent ``(train, test)`` index lists of a built dataset.
 """
 
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from multimae_der.folds import Fold, fold_indices, subject_folds
-from multimae_der.labels import LabelSet, get_label_set
-from multimae_der.prepare import (
+from multimae_der.data.folds import Fold, fold_indices, subject_folds
+from multimae_der.data.labels import LabelSet, get_label_set
+from multimae_der.data.prepare import (
     CacheCorruptError,
     PrepareConfig,
     index_path,
@@ -41,7 +41,7 @@ from multimae_der.prepare import (
     preprocess_source,
     save_entry,
 )
-from multimae_der.sources import ClipSource, SkippedClipWarning, canonical_dataset
+from multimae_der.data.sources import ClipSource, SkippedClipWarning, canonical_dataset
 
 __all__ = ["CACHE_DIRNAME", "ClipDataset", "build_dataset", "default_cache", "fold_split", "folds",
            "prepare_config_of"]
@@ -157,7 +157,7 @@ class ClipDataset(Dataset):
         return item
 
     def folds(self, *, num_folds: int | None = None, seed: int = 0) -> list[Fold]:
-        """The data set's subject-independent folds over the actors present (see :mod:`multimae_der.folds`)."""
+        """The data set's subject-independent folds over the actors present (see :mod:`multimae_der.data.folds`)."""
         return subject_folds(self.dataset, self.actors, num_folds=num_folds, seed=seed)
 
 
@@ -169,7 +169,7 @@ def fold_split(dataset: ClipDataset | Sequence[str], fold: int, *, name: str | N
         dataset: a :class:`ClipDataset`, or the per-clip actor ids (then ``name`` gives the data set).
         fold: which fold.
         name: data set name when ``dataset`` is a list of actors.
-        num_folds, seed: see :func:`multimae_der.folds.subject_folds`.
+        num_folds, seed: see :func:`multimae_der.data.folds.subject_folds`.
     """
     if isinstance(dataset, ClipDataset):
         actors, name = dataset.actors, dataset.dataset
@@ -210,7 +210,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], *, cache: str | os.Pa
                   workers: int = 1, progress: bool = True, in_memory: bool = False) -> ClipDataset:
     """Prepares what is missing from the cache, then returns the data set's :class:`ClipDataset`.
 
-    A rerun decodes nothing new (see :func:`~multimae_der.prepare.prepare_dataset`), so this is cheap once the
+    A rerun decodes nothing new (see :func:`~multimae_der.data.prepare.prepare_dataset`), so this is cheap once the
     cache is filled; undecodable files are skipped with one :class:`SkippedClipWarning` each.
 
     Args:
@@ -247,7 +247,7 @@ def folds(name: str, data: ClipDataset | Sequence[str], *, num_folds: int | None
     Args:
         name: the data set (its protocol: RAVDESS actor groups, CREMA-D seeded speaker groups, IEMOCAP sessions).
         data: a :class:`ClipDataset` (or anything with per-clip ``actors``), or the per-clip actor ids.
-        num_folds, seed: see :func:`multimae_der.folds.subject_folds` (small sets need ``num_folds``).
+        num_folds, seed: see :func:`multimae_der.data.folds.subject_folds` (small sets need ``num_folds``).
     """
     actors = list(getattr(data, "actors", data))
     return [fold_indices(actors, f) for f in subject_folds(canonical_dataset(name), actors, num_folds=num_folds,

@@ -1,7 +1,7 @@
 """Which clips a run trained on, so explanations and faithfulness are scored on clips it never saw.
 
 ``train`` records the ids of its training clips in ``config.json`` (``data.train_clips``); runs of
-:func:`multimae_der.experiments.fusion_study` also record their held-out actors, and CLI runs their fold.
+:func:`multimae_der.model.experiments.fusion_study` also record their held-out actors, and CLI runs their fold.
 :func:`held_out_indices` finds the clips of a data set that a run did not train on; :func:`check_held_out`
 refuses, with a message naming the clips, to score clips it trained on unless told to.
 """

@@ -5,7 +5,7 @@ SynthAV ground truth when a ``<stem>.npz`` lies beside the clip). ``prepare_data
 set with worker processes and a progress bar, and caches each clip as ``<cache>/clips/<clip>-<key>.npz`` where
 the key hashes the source files' identity (path, size, modification time) and the preprocessing config; a rerun
 decodes only what is missing or corrupt. ``<cache>/config-<hash>.json`` holds the config and
-``<cache>/index-<hash>.json`` lists the prepared clips for :class:`multimae_der.datasets.ClipDataset`.
+``<cache>/index-<hash>.json`` lists the prepared clips for :class:`multimae_der.data.datasets.ClipDataset`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from ffidelity.atomic import atomic_open, write_json
-from multimae_der.labels import default_label_set
-from multimae_der.media import MediaError, center_square, read_audio, read_video
-from multimae_der.sources import ClipSource, SkippedClipWarning, scan_dataset, warn_skip
+from multimae_der.data.labels import default_label_set
+from multimae_der.data.media import MediaError, center_square, read_audio, read_video
+from multimae_der.data.sources import ClipSource, SkippedClipWarning, scan_dataset, warn_skip
 
 __all__ = [
     "CacheCorruptError",
@@ -99,7 +99,7 @@ class PrepareConfig:
             raise ValueError(f"need 0 < hop_ms <= win_ms, got hop {self.hop_ms}, window {self.win_ms}")
         if self.db_range is not None and not self.db_range > 0:
             raise ValueError(f"db_range must be positive or None, got {self.db_range}")
-        from multimae_der.audio_images import colormap_lut
+        from multimae_der.data.audio_images import colormap_lut
 
         colormap_lut(self.colormap)  # unknown names fail here, not in a worker
 
@@ -158,7 +158,7 @@ def _find_gt(path: Path, audio_path: Path | None, start: float | None) -> Path |
 def _map_gt(gt_file: Path, video, audio_geom, config: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    from multimae_der.audio_images import tf_mask_to_images
+    from multimae_der.data.audio_images import tf_mask_to_images
 
     try:
         with np.load(gt_file, allow_pickle=False) as z:
@@ -200,7 +200,7 @@ def preprocess_clip(path: str | os.PathLike[str], config: PrepareConfig | None =
     Raises:
         MediaError (a ValueError): unreadable, truncated or empty file, missing video or audio track.
     """
-    from multimae_der.audio_images import audio_images
+    from multimae_der.data.audio_images import audio_images
 
     config = config or PrepareConfig()
     path = Path(path)
@@ -392,7 +392,7 @@ def prepare_dataset(dataset: str, root: str | os.PathLike[str], cache: str | os.
     import time
 
     from ffidelity.progress import progress_bar
-    from multimae_der.sources import canonical_dataset
+    from multimae_der.data.sources import canonical_dataset
 
     dataset = canonical_dataset(dataset)
     config = config or PrepareConfig()

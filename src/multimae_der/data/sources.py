@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from multimae_der.labels import IEMOCAP_CODES, default_label_set
-from multimae_der.naming import parse_cremad_name, parse_iemocap_evaluation, parse_ravdess_name
+from multimae_der.data.labels import IEMOCAP_CODES, default_label_set
+from multimae_der.data.naming import parse_cremad_name, parse_iemocap_evaluation, parse_ravdess_name
 
 __all__ = ["DATASETS", "ClipSource", "ScanResult", "SkippedClipWarning", "canonical_dataset", "scan_dataset",
            "warn_skip"]

@@ -3,7 +3,7 @@
 The model sees one tensor per clip, the fused normalised frames ``(F, 3, S, S)``. Attributions are computed
 there with :func:`ffidelity.explainers.explain` (Captum underneath), through :class:`EmotionLogits`, which
 turns the Hugging Face classifier (``pixel_values=`` in, an output object out) into a plain logits module.
-They are then sent back to their sources with the clip's :class:`~multimae_der.fusion.FusionLayout`, whatever
+They are then sent back to their sources with the clip's :class:`~multimae_der.model.fusion.FusionLayout`, whatever
 the fusion strategy: per video frame and region, per audio window and time-frequency region, and summarised as
 the modality share (fraction of ``|attribution|`` mass on video vs audio) and a timeline.
 
@@ -14,14 +14,14 @@ Grad-CAM on the tokens of the last encoder block, the ViT counterpart of Grad-CA
 
 Caveat, by construction: SFAS averages a video frame and an audio picture into every fused pixel, so any
 fused-input attribution splits 50/50 between the modalities; use the modality ablation there
-(:mod:`multimae_der.faithfulness`).
+(:mod:`multimae_der.explain.faithfulness`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,16 @@ from torch import nn
 from ffidelity.explainers import EXPLAINERS
 from ffidelity.explainers import explain as _ffid_explain
 from ffidelity.explainers import resolve_explainer as ffidelity_resolve
-from multimae_der.collate import clip_id
-from multimae_der.fusion import MODALITIES, FusionLayout, fuse_batch, normalize
-from multimae_der.provenance import modality_share, region_mass, source_maps, timeline
-from multimae_der.run import Run, load_run
+from multimae_der.explain.provenance import (
+    ClipExplanation,
+    modality_share,
+    region_mass,
+    source_maps,
+    timeline,
+)
+from multimae_der.model.collate import clip_id
+from multimae_der.model.fusion import MODALITIES, FusionLayout, fuse_batch, normalize
+from multimae_der.model.run import Run, load_run
 
 #: short names accepted everywhere an explainer is named for the emotion model.
 EXPLAINER_ALIASES: dict[str, str] = {"ig": "integrated_gradients", "gradcam": "vit_gradcam"}
@@ -210,43 +216,6 @@ def attribute(model: nn.Module, inputs: torch.Tensor, explainer: str, target: to
 
 
 # -- per-clip explanations ---------------------------------------------------------------------------------
-@dataclass
-class ClipExplanation:
-    """One explainer's explanation of one clip, mapped back to the sources.
-
-    Attributes:
-        explainer: registered explainer name.
-        target: the explained class; ``predicted`` / ``probability``: the model's prediction and its probability.
-        sources: ``{modality: (n, S, S)}`` attribution mass per source pixel.
-        share: fraction of the mass per modality.
-        timeline: mass per source frame / audio window.
-        regions: mass per region of each source frame, ``(n, gy, gx)`` (audio rows: high to low frequency).
-        used: the source indices the fusion used, per modality.
-        gt_overlap: for clips with ground truth, the fraction of each modality's mass on the true cue pixels.
-        gt_area: the fraction of the used source pixels that are cue pixels: what ``gt_overlap`` would be for
-            an explanation that spreads its mass evenly (the chance level).
-    """
-
-    explainer: str
-    target: int
-    predicted: int
-    probability: float
-    sources: dict[str, torch.Tensor]
-    share: dict[str, float]
-    timeline: dict[str, torch.Tensor]
-    regions: dict[str, torch.Tensor]
-    used: dict[str, list[int]]
-    gt_overlap: dict[str, float] = field(default_factory=dict)
-    gt_area: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"explainer": self.explainer, "target": self.target, "predicted": self.predicted,
-                "probability": self.probability, "share": self.share,
-                "timeline": {m: v.tolist() for m, v in self.timeline.items()},
-                "regions": {m: v.tolist() for m, v in self.regions.items()}, "used": self.used,
-                "gt_overlap": self.gt_overlap, "gt_area": self.gt_area}
-
-
 def summarize(layout: FusionLayout, attribution: torch.Tensor, num_sources: Mapping[str, int], *,
               explainer: str, target: int, predicted: int, probability: float,
               gt: Mapping[str, torch.Tensor] | None = None, grid: tuple[int, int] = (4, 4)) -> ClipExplanation:
@@ -322,7 +291,7 @@ def explain_clips(run_dir: str | Path | Run, dataset: Any, indices: Sequence[int
 
     Args:
         run_dir: a run folder (or a loaded :class:`Run`).
-        dataset: a dataset of contract items (e.g. :class:`multimae_der.datasets.ClipDataset`) or a list of items.
+        dataset: a dataset of contract items (e.g. :class:`multimae_der.data.datasets.ClipDataset`) or a list of items.
         indices: which clips (default: the first 4).
         out: output folder.
         explainers: names or aliases (``ig``, ``saliency``, ``sg_sq``, ``occlusion``, ``gradcam``, ``random``).
@@ -333,7 +302,7 @@ def explain_clips(run_dir: str | Path | Run, dataset: Any, indices: Sequence[int
     Returns:
         The summary written to ``explanations.json`` (``clips``, ``mean_share``, ``report``, ``seconds``).
     """
-    from multimae_der.explain_plots import write_clip_figures, write_report
+    from multimae_der.explain.plots import write_clip_figures, write_report
 
     t0 = time.perf_counter()
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
@@ -377,7 +346,7 @@ def explain_clips(run_dir: str | Path | Run, dataset: Any, indices: Sequence[int
 def load_video_item(run: Run, path: str | Path) -> dict[str, Any]:
     """Preprocesses one video file exactly as the run's data was (``run.preprocessing``); SynthAV ground truth
     beside the file (``<stem>.npz``) is picked up."""
-    from multimae_der.prepare import preprocess_clip
+    from multimae_der.data.prepare import preprocess_clip
 
     path = Path(path)
     if not path.is_file():

@@ -18,7 +18,7 @@ from ffidelity import atomic
 from ffidelity.report import HtmlReport
 
 if TYPE_CHECKING:
-    from multimae_der.explain import ClipExplanation
+    from multimae_der.explain.provenance import ClipExplanation
 
 _LABELS = {"video": ("video frame", "V"), "audio": ("audio window", "A")}
 _CMAP = "inferno"

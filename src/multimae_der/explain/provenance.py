@@ -1,7 +1,7 @@
 """Moving maps between the fused frames the model sees and the clip's sources (video frames, audio pictures).
 
 Every fusion strategy records, per fused frame, which source frame and source region filled which part of it
-(:class:`multimae_der.fusion.FusionLayout`). This module uses that record in both directions:
+(:class:`multimae_der.model.fusion.FusionLayout`). This module uses that record in both directions:
 
 * sources -> fused: :func:`project_to_fused` puts a map defined on the sources (e.g. SynthAV's ground-truth cue
   pixels) where the fusion put those pixels, exactly as the fusion mixes pixels (resized regions averaged,
@@ -11,17 +11,21 @@ Every fusion strategy records, per fused frame, which source frame and source re
   :func:`modality_share`, :func:`timeline` and :func:`region_mass` summarise it per modality, per source
   frame and per region;
 * modality units: :func:`modality_labels` / :func:`modality_units` label every fused pixel video (0) or audio
-  (1) for a modality ablation through the F-Fidelity engine.
+  (1) for a modality ablation through the F-Fidelity engine;
+* :class:`ClipExplanation`: one explainer's explanation of one clip, mapped back to the sources (what
+  :mod:`multimae_der.explain.attributions` produces and :mod:`multimae_der.explain.plots` draws).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from ffidelity.video_units import GroupUnits
-from multimae_der.fusion import MODALITIES, FusionLayout
+from multimae_der.model.fusion import MODALITIES, FusionLayout
 
 
 def project_to_fused(layout: FusionLayout, maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -148,3 +152,40 @@ def modality_units(layouts: Sequence[FusionLayout], inputs: torch.Tensor | None 
         raise ValueError("clips with different layouts (RFAS) need their fused inputs, one per layout")
     labels = torch.stack([modality_labels(lay) for lay in layouts])
     return GroupUnits(labels, inputs=inputs, channel_dim=2, reference=reference, names=MODALITIES)
+
+
+@dataclass
+class ClipExplanation:
+    """One explainer's explanation of one clip, mapped back to the sources.
+
+    Attributes:
+        explainer: registered explainer name.
+        target: the explained class; ``predicted`` / ``probability``: the model's prediction and its probability.
+        sources: ``{modality: (n, S, S)}`` attribution mass per source pixel.
+        share: fraction of the mass per modality.
+        timeline: mass per source frame / audio window.
+        regions: mass per region of each source frame, ``(n, gy, gx)`` (audio rows: high to low frequency).
+        used: the source indices the fusion used, per modality.
+        gt_overlap: for clips with ground truth, the fraction of each modality's mass on the true cue pixels.
+        gt_area: the fraction of the used source pixels that are cue pixels: what ``gt_overlap`` would be for
+            an explanation that spreads its mass evenly (the chance level).
+    """
+
+    explainer: str
+    target: int
+    predicted: int
+    probability: float
+    sources: dict[str, torch.Tensor]
+    share: dict[str, float]
+    timeline: dict[str, torch.Tensor]
+    regions: dict[str, torch.Tensor]
+    used: dict[str, list[int]]
+    gt_overlap: dict[str, float] = field(default_factory=dict)
+    gt_area: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"explainer": self.explainer, "target": self.target, "predicted": self.predicted,
+                "probability": self.probability, "share": self.share,
+                "timeline": {m: v.tolist() for m, v in self.timeline.items()},
+                "regions": {m: v.tolist() for m, v in self.regions.items()}, "used": self.used,
+                "gt_overlap": self.gt_overlap, "gt_area": self.gt_area}

@@ -1,7 +1,7 @@
 """Batching clips for the model: stack, fuse (batched) and hand uint8 frames to the model's device.
 
 Fusion happens here, in the ``DataLoader`` (and its workers), on whole batches; the float normalisation happens
-on the model's device (:func:`multimae_der.fusion.normalize`), so a batch travels as 4x smaller uint8.
+on the model's device (:func:`multimae_der.model.fusion.normalize`), so a batch travels as 4x smaller uint8.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ffidelity.samplers import EpochShuffleSampler  # noqa: F401  (re-exported: train and pretrain use it)
-from multimae_der.fusion import fuse_batch
+from multimae_der.model.fusion import fuse_batch
 
 
 def clip_id(item: dict[str, Any], position: int) -> int | str:
@@ -42,7 +42,7 @@ class FusionCollate:
     """``collate_fn`` turning contract items into ``{"frames": uint8 (B, F, 3, S, S), "labels", "paths"}``.
 
     Args:
-        fusion: a fusion strategy name (see :data:`multimae_der.fusion.FUSIONS`).
+        fusion: a fusion strategy name (see :data:`multimae_der.model.fusion.FUSIONS`).
         num_frames: frames per fused clip.
         seed: run seed for RFAS (each clip's order comes from ``(seed, clip id)``).
         image_size: when given, clips of another size are rejected with a clear error.

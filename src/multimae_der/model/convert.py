@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from transformers import VideoMAEConfig
 
-from multimae_der.model import (
+from multimae_der.model.videomae import (
     MODEL_CONFIGS,
     MultiMAEClassifier,
     MultiMAEPreTraining,

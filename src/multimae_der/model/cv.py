@@ -19,10 +19,10 @@ import pandas as pd
 from torch.utils.data import Dataset, Subset
 
 from ffidelity import atomic
-from multimae_der.evaluate import evaluate
-from multimae_der.fusion import FUSIONS, PAPER_ORDER, display_name
-from multimae_der.run import METRICS_FILE
-from multimae_der.train import TrainConfig, dataset_class_names, train
+from multimae_der.model.evaluate import evaluate
+from multimae_der.model.fusion import FUSIONS, PAPER_ORDER, display_name
+from multimae_der.model.run import METRICS_FILE
+from multimae_der.model.train import TrainConfig, dataset_class_names, train
 
 Fold = tuple[Sequence[int], Sequence[int]]
 
@@ -102,8 +102,8 @@ def cross_validate(dataset: Dataset, folds: Sequence[Fold], out_dir: str | Path,
         out_dir: root of the per-cell run folders and the tables.
         config: training settings; its ``fusion`` is replaced by each strategy.
         strategies: fusion strategies (default: the six of the paper, then video-only and audio-only).
-        preprocessing: the data's :class:`~multimae_der.prepare.PrepareConfig` (default: the dataset's).
-        data_info: where the data came from (see :func:`multimae_der.train.train`); each cell records its fold
+        preprocessing: the data's :class:`~multimae_der.data.prepare.PrepareConfig` (default: the dataset's).
+        data_info: where the data came from (see :func:`multimae_der.model.train.train`); each cell records its fold
             number too, so ``multimae-der evaluate --run OUT/<strategy>/fold_<k>`` works on its own.
         fold_numbers: the number of each given fold (default 1, 2, ...), when only some folds are run.
         command: the command line that reproduces the table, written under it in ``results.md``.

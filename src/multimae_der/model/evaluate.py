@@ -10,9 +10,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ffidelity import atomic
 from ffidelity.progress import progress_bar
-from multimae_der.fusion import normalize
-from multimae_der.metrics import classification_metrics, plot_confusion_matrix
-from multimae_der.run import METRICS_FILE, Run, load_run
+from multimae_der.model.fusion import normalize
+from multimae_der.model.metrics import classification_metrics, plot_confusion_matrix
+from multimae_der.model.run import METRICS_FILE, Run, load_run
 
 
 @torch.inference_mode()
@@ -46,7 +46,7 @@ def evaluate(run_dir: str | Path, dataset: Dataset, *, out_dir: str | Path | Non
         out_dir: where to write (default: ``run_dir``).
 
     Returns:
-        the metrics (see :func:`multimae_der.metrics.classification_metrics`) plus ``fusion`` and ``run``.
+        the metrics (see :func:`multimae_der.model.metrics.classification_metrics`) plus ``fusion`` and ``run``.
     """
     run = load_run(run_dir)
     logits, labels, _ = predict_logits(run, dataset, batch_size=batch_size, progress=progress)

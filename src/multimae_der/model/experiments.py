@@ -25,7 +25,7 @@ import pandas as pd
 from torch.utils.data import Subset
 
 from ffidelity import atomic
-from multimae_der.fusion import display_name
+from multimae_der.model.fusion import display_name
 
 __all__ = ["FusionStudy", "fusion_study", "held_out_split"]
 
@@ -74,7 +74,7 @@ class FusionStudy:
 
 def held_out_split(actors: Sequence[str], test_actors: int) -> tuple[list[int], list[int]]:
     """``(train, test)`` clip indices: the last ``test_actors`` distinct actors (by number) are the test side."""
-    from multimae_der.folds import _actor_sort_key
+    from multimae_der.data.folds import _actor_sort_key
 
     unique = sorted(set(actors), key=_actor_sort_key)
     if not 1 <= test_actors < len(unique):
@@ -86,7 +86,7 @@ def held_out_split(actors: Sequence[str], test_actors: int) -> tuple[list[int], 
 def _synth(root: Path, study: FusionStudy, progress: bool) -> float:
     """Writes the SynthAV set unless ``root`` already holds one with the same settings; returns seconds."""
     from ffidelity.progress import progress_bar
-    from multimae_der.synthav import synthesize
+    from multimae_der.data.synthav import synthesize
 
     wanted = {"format": "ravdess", "actors": study.actors, "clips_per_actor": study.clips_per_actor,
               "seed": study.seed, "duration": study.duration, "fps": study.fps, "size": study.synth_size,
@@ -128,12 +128,12 @@ def fusion_study(out: str | os.PathLike[str], strategies: Sequence[str] = ("fslf
         One row per strategy: ``strategy``, ``war``, ``uar`` (held-out actors), ``train_seconds``, ``steps``,
         ``epochs``, ``n_train``, ``n_test``, ``run`` (the run folder, for ``evaluate``/``predict``/explanations).
     """
-    from multimae_der.datasets import build_dataset
-    from multimae_der.evaluate import evaluate
-    from multimae_der.fusion import FUSIONS
-    from multimae_der.prepare import PrepareConfig
-    from multimae_der.run import METRICS_FILE
-    from multimae_der.train import TrainConfig, train
+    from multimae_der.data.datasets import build_dataset
+    from multimae_der.data.prepare import PrepareConfig
+    from multimae_der.model.evaluate import evaluate
+    from multimae_der.model.fusion import FUSIONS
+    from multimae_der.model.run import METRICS_FILE
+    from multimae_der.model.train import TrainConfig, train
 
     study = dataclasses.replace(study or FusionStudy(), **settings)
     strategies = [s.lower() for s in strategies]

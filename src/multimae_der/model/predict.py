@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from multimae_der.fusion import normalize
-from multimae_der.run import Run, load_run
+from multimae_der.model.fusion import normalize
+from multimae_der.model.run import Run, load_run
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,12 @@ def predict_clip(run: Run | str | Path, clip: dict[str, Any]) -> Prediction:
 
 def predict_file(run: Run | str | Path, path: str | Path) -> Prediction:
     """Preprocesses a video file exactly as the run's training data was (the run's recorded
-    :class:`~multimae_der.prepare.PrepareConfig`), fuses it and predicts its emotion.
+    :class:`~multimae_der.data.prepare.PrepareConfig`), fuses it and predicts its emotion.
 
     Raises:
         FileNotFoundError: no such file; MediaError (a ValueError): undecodable, or no audio track.
     """
-    from multimae_der.prepare import preprocess_clip  # the data side; imported only when needed
+    from multimae_der.data.prepare import preprocess_clip  # the data side; imported only when needed
 
     run = _as_run(run)
     path = Path(path)

@@ -17,11 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import VideoMAEConfig
 
-from multimae_der.collate import EpochShuffleSampler, FusionCollate
-from multimae_der.fusion import normalize
-from multimae_der.model import MultiMAEPreTraining, build_pretrainer
-from multimae_der.run import WEIGHTS_FILE, save_weights
-from multimae_der.train import (
+from multimae_der.model.collate import EpochShuffleSampler, FusionCollate
+from multimae_der.model.fusion import normalize
+from multimae_der.model.run import WEIGHTS_FILE, save_weights
+from multimae_der.model.train import (
     TrainConfig,
     adamw_with_schedule,
     build_model_config,
@@ -29,6 +28,7 @@ from multimae_der.train import (
     prepare_run_folder,
     resolve_preprocessing,
 )
+from multimae_der.model.videomae import MultiMAEPreTraining, build_pretrainer
 
 
 def tube_mask(batch_size: int, config: VideoMAEConfig, ratio: float = 0.9,
@@ -81,7 +81,7 @@ def pretrain(data: Dataset, run_dir: str | Path, config: TrainConfig | None = No
     """Pre-trains the encoder on ``data`` (labels unused) into ``run_dir``; resumable like ``train``.
 
     ``class_names`` only sizes the (unused) head in the stored config so a classifier config can be derived;
-    ``preprocessing`` and ``data_info`` are recorded as in :func:`multimae_der.train.train`.
+    ``preprocessing`` and ``data_info`` are recorded as in :func:`multimae_der.model.train.train`.
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir)

@@ -25,8 +25,8 @@ import torch
 from transformers import VideoMAEConfig
 
 from ffidelity import atomic
-from multimae_der.collate import FusionCollate
-from multimae_der.model import MultiMAEClassifier, build_classifier
+from multimae_der.model.collate import FusionCollate
+from multimae_der.model.videomae import MultiMAEClassifier, build_classifier
 
 RUN_FORMAT = "multimae-der-run/1"
 CONFIG_FILE = "config.json"
@@ -57,9 +57,9 @@ class Run:
 
     @property
     def preprocessing(self) -> Any:
-        """The :class:`~multimae_der.prepare.PrepareConfig` the run's clips were prepared with (runs written
+        """The :class:`~multimae_der.data.prepare.PrepareConfig` the run's clips were prepared with (runs written
         before it was recorded get the defaults at the model's image size)."""
-        from multimae_der.prepare import PrepareConfig
+        from multimae_der.data.prepare import PrepareConfig
 
         recorded = self.config.get("preprocessing") or {}
         return PrepareConfig.from_dict(recorded) if recorded else PrepareConfig(image_size=self.image_size)

@@ -1,6 +1,6 @@
 """Training MultiMAE-DER on Lightning: AdamW, warm-up + cosine (or constant) learning rate, checkpoints, resume.
 
-``train(train_data, RUN, TrainConfig(...))`` writes the run folder described in :mod:`multimae_der.run`.
+``train(train_data, RUN, TrainConfig(...))`` writes the run folder described in :mod:`multimae_der.model.run`.
 Rerunning it on the same folder resumes from ``checkpoints/last.ckpt`` and reproduces the uninterrupted run:
 the shuffling order comes from ``(seed, epoch)``, the global RNG is reseeded from ``(seed, epoch, rank)`` at
 every epoch start, and RFAS orders from ``(seed, clip id)``.
@@ -28,12 +28,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics.classification import MulticlassConfusionMatrix
 from transformers import VideoMAEConfig
 
-from multimae_der.collate import EpochShuffleSampler, FusionCollate
-from multimae_der.fusion import FUSIONS, normalize
-from multimae_der.heldout import training_clip_ids
-from multimae_der.metrics import metrics_from_confusion
-from multimae_der.model import build_classifier, freeze_backbone, make_config
-from multimae_der.run import (
+from multimae_der.data.heldout import training_clip_ids
+from multimae_der.model.collate import EpochShuffleSampler, FusionCollate
+from multimae_der.model.fusion import FUSIONS, normalize
+from multimae_der.model.metrics import metrics_from_confusion
+from multimae_der.model.run import (
     CONFIG_FILE,
     HISTORY_FILE,
     WEIGHTS_FILE,
@@ -41,6 +40,7 @@ from multimae_der.run import (
     save_weights,
     write_run_config,
 )
+from multimae_der.model.videomae import build_classifier, freeze_backbone, make_config
 
 #: keys of TrainConfig that may change between attempts on one run folder (they do not change the result)
 RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
@@ -59,7 +59,7 @@ class TrainConfig:
         linear_probe: freeze the encoder (the official code) instead of fine-tuning it (the paper's text).
         head_dropout: dropout before the classifier.
         init_from: initial weights: a ``save_pretrained`` folder, a pre-training run, or an original ``.pth``.
-        mask_ratio: tube-mask ratio for :func:`multimae_der.pretrain.pretrain`.
+        mask_ratio: tube-mask ratio for :func:`multimae_der.model.pretrain.pretrain`.
         seed: seeds initialisation, shuffling, dropout and RFAS orders.
         accelerator, devices, num_nodes, strategy, precision: passed to ``lightning.Trainer``.
         num_workers: DataLoader workers (fusion runs in them).
@@ -157,7 +157,7 @@ def adamw_with_schedule(module: L.LightningModule, params: Sequence[tuple[str, t
 
 
 class EmotionModule(L.LightningModule):
-    """Cross-entropy training of a :class:`~multimae_der.model.MultiMAEClassifier` on fused uint8 frames.
+    """Cross-entropy training of a :class:`~multimae_der.model.videomae.MultiMAEClassifier` on fused uint8 frames.
 
     The model is rebuilt from the plain-dict HF config in ``hparams``, so a checkpoint needs no pickled
     objects.
@@ -232,14 +232,14 @@ def build_model_config(config: TrainConfig, class_names: Sequence[str]) -> Video
 
 
 def resolve_preprocessing(preprocessing: Any, data: Dataset | None, image_size: int) -> dict[str, Any]:
-    """The run's preprocessing settings as a full :class:`~multimae_der.prepare.PrepareConfig` dict.
+    """The run's preprocessing settings as a full :class:`~multimae_der.data.prepare.PrepareConfig` dict.
 
     ``preprocessing`` (a ``PrepareConfig`` or its dict) wins; else the config the dataset was prepared with;
     else the defaults at the model's image size (in-memory data). The image size must be the model's: the
     model never resizes on the fly, so prepare at its size (``--image-size``).
     """
-    from multimae_der.datasets import prepare_config_of
-    from multimae_der.prepare import PrepareConfig
+    from multimae_der.data.datasets import prepare_config_of
+    from multimae_der.data.prepare import PrepareConfig
 
     if isinstance(preprocessing, dict):
         preprocessing = PrepareConfig.from_dict(preprocessing) if preprocessing else None
@@ -317,7 +317,7 @@ def make_trainer(run_dir: Path, config: TrainConfig, *, monitor: str | None, pro
 
 def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
     """Initial weights from a pre-training/classification run, a ``save_pretrained`` folder or a checkpoint file."""
-    from multimae_der.convert import load_weights, read_state_dict
+    from multimae_der.model.convert import load_weights, read_state_dict
 
     source = Path(source)
     if source.is_dir():
@@ -338,11 +338,11 @@ def train(train_data: Dataset, run_dir: str | Path, config: TrainConfig | None =
 
     Args:
         train_data: a Dataset of contract items (``video``, ``audio``, ``label``, ``path``, ...).
-        run_dir: the run folder (see :mod:`multimae_der.run`).
+        run_dir: the run folder (see :mod:`multimae_der.model.run`).
         config: hyper-parameters (default ``TrainConfig()``, the measured recipe on the tiny model).
         val_data: optional validation items: enables ``val_uar``/``val_war`` logs and ``best.ckpt``.
         class_names: default ``train_data.class_names``.
-        preprocessing: the data side's :class:`~multimae_der.prepare.PrepareConfig` (or its dict), stored so
+        preprocessing: the data side's :class:`~multimae_der.data.prepare.PrepareConfig` (or its dict), stored so
             ``predict`` can redo it on a new file (default: the config ``train_data`` was prepared with).
         data_info: where the data came from (``dataset``, ``root``, ``cache``, ``label_set``, ``fold``, ...),
             stored as ``data`` so ``evaluate --run`` needs nothing else.

@@ -6,7 +6,7 @@ is ``VideoMAEForPreTraining``. Both are thin subclasses that only set the origin
 add the (parameter-free) head dropout, so their state dicts and ``save_pretrained`` folders are plain HF ones.
 
 Weights come from a local ``save_pretrained`` folder or from an original MCG-NJU VideoMAE checkpoint
-(``.pth``), see :mod:`multimae_der.convert`.
+(``.pth``), see :mod:`multimae_der.model.convert`.
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ import json
 
 import pandas as pd
 import pytest
+from _mm_fakes import PlantedClips
 from typer.testing import CliRunner
 
-from _mm_fakes import PlantedClips
 from multimae_der.cli import app
 from multimae_der.cli import model as cli_model
-from multimae_der.cv import check_folds, summarize, to_markdown
+from multimae_der.model.cv import check_folds, summarize, to_markdown
 
 FAST = ["--model", "tiny", "--image-size", "32", "--layers", "1", "--batch-size", "8", "--no-progress"]
 
@@ -71,7 +71,7 @@ def test_cli_train_evaluate_predict_cv_pretrain(tmp_path, fake_data, monkeypatch
     assert calls["dataset"][2] == conf["preprocessing"]  # evaluate prepares with the run's recorded config
 
     clip = data[0]
-    import multimae_der.prepare as prepare_module
+    import multimae_der.data.prepare as prepare_module
 
     monkeypatch.setattr(prepare_module, "preprocess_clip",
                         lambda path, config, **kw: {"video": clip["video"].numpy(), "audio": clip["audio"].numpy()})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
-from multimae_der.metrics import classification_metrics, metrics_from_confusion, plot_confusion_matrix
+from multimae_der.model.metrics import classification_metrics, metrics_from_confusion, plot_confusion_matrix
 
 
 def test_known_answer():

@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
-
 from _mm_cue_fakes import CueClips, write_run
+
 from ffidelity import VideoUnits
-from multimae_der.explain import (
+from multimae_der.explain.attributions import (
     EmotionLogits,
     attribute,
     explain_clips,
@@ -17,8 +17,7 @@ from multimae_der.explain import (
     summarize,
     vit_gradcam,
 )
-from multimae_der.fusion import FUSIONS, fuse
-from multimae_der.provenance import (
+from multimae_der.explain.provenance import (
     modality_labels,
     modality_share,
     modality_units,
@@ -26,7 +25,8 @@ from multimae_der.provenance import (
     region_mass,
     source_maps,
 )
-from multimae_der.run import load_run
+from multimae_der.model.fusion import FUSIONS, fuse
+from multimae_der.model.run import load_run
 
 STRATEGIES = ("cfas", "sfas", "ffls", "fslf", "ofos", "rfas", "video", "audio")
 
@@ -128,7 +128,7 @@ def test_vit_gradcam_is_the_token_cam_and_sums_back_per_tube(tiny_run):
     expected = torch.relu((g.mean(1, keepdim=True) * acts[0]).sum(-1)).detach()
     units = VideoUnits(tubelet=2, patch=16)
     assert torch.allclose(units.scores(cam, x), expected, atol=1e-5, rtol=1e-4)
-    from multimae_der.model import freeze_backbone
+    from multimae_der.model.videomae import freeze_backbone
 
     freeze_backbone(tiny_run.model)  # a linear-probe run: no parameter gradient reaches the encoder
     try:

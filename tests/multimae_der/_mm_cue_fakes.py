@@ -51,8 +51,8 @@ class CueClips(Dataset):
 
 def write_run(path: Path, *, fusion: str = "fslf", size: int = 32, layers: int = 1, seed: int = 0) -> Path:
     """A run folder holding a randomly initialised tiny classifier (no training)."""
-    from multimae_der.model import build_classifier, make_config
-    from multimae_der.run import save_weights, write_run_config
+    from multimae_der.model.run import save_weights, write_run_config
+    from multimae_der.model.videomae import build_classifier, make_config
 
     torch.manual_seed(seed)
     names = list(CueClips.class_names)

@@ -10,7 +10,6 @@ import urllib.request
 
 import pytest
 import torch
-
 from _mm_cue_fakes import CueClips
 from _mm_serve_helpers import (
     NetworkGuard,
@@ -20,22 +19,24 @@ from _mm_serve_helpers import (
     require_gradio,
     video_without_audio,
 )
-from multimae_der.faithfulness import emotion_benchmark, model_digest
-from multimae_der.predict import predict_file
-from multimae_der.run import Run, load_run
-from multimae_der.serve import (
+
+from multimae_der.app.analysis import (
     SERVE_EXPLAINERS,
     Limits,
     UploadError,
     analyze,
     check_upload,
-    faithfulness_candidates,
-    faithfulness_markdown,
-    find_examples,
-    load_faithfulness,
-    training_clips,
     user_message,
 )
+from multimae_der.app.faithfulness_view import (
+    faithfulness_candidates,
+    faithfulness_markdown,
+    load_faithfulness,
+)
+from multimae_der.app.serve import find_examples, training_clips
+from multimae_der.explain.faithfulness import emotion_benchmark, model_digest
+from multimae_der.model.predict import predict_file
+from multimae_der.model.run import Run, load_run
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_cli_serve_options_and_errors(tiny, monkeypatch, tmp_path):
     require_gradio()
     from typer.testing import CliRunner
 
-    from multimae_der import serve as serve_mod
+    from multimae_der.app import serve as serve_mod
     from multimae_der.cli import app
 
     run, _ = tiny
@@ -221,7 +222,7 @@ def test_cli_serve_options_and_errors(tiny, monkeypatch, tmp_path):
 def test_launch_is_local_quiet_and_offline(tiny, monkeypatch, tmp_path):
     require_gradio()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    from multimae_der.serve import build_app, launch
+    from multimae_der.app.serve import build_app, launch
 
     run, clips = tiny
     guard = NetworkGuard(monkeypatch)

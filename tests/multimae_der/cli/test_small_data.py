@@ -1,9 +1,9 @@
 """The small-training-set warning of ``train`` / ``cv`` and the default cache of ``prepare`` (nothing trains)."""
 
 import pytest
+from _mm_fakes import PlantedClips
 from typer.testing import CliRunner
 
-from _mm_fakes import PlantedClips
 from multimae_der.cli import app
 from multimae_der.cli import model as cli_model
 from multimae_der.cli.model import small_data_warning
@@ -44,8 +44,8 @@ class LabelledClips(PlantedClips):
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import multimae_der.cv
-    import multimae_der.train
+    import multimae_der.model.cv
+    import multimae_der.model.train
 
     data, seen = LabelledClips(24), {}
 
@@ -57,8 +57,8 @@ def no_training(monkeypatch):
     monkeypatch.setattr(cli_model, "build_dataset", lambda *a, **k: data)
     monkeypatch.setattr(cli_model, "build_folds", lambda *a, **k: [(list(range(6, 24)), list(range(6))),
                                                                      (list(range(6)), list(range(6, 24)))])
-    monkeypatch.setattr(multimae_der.train, "train", lambda train_data, out, cfg, **kw: seen.update(n=len(train_data)))
-    monkeypatch.setattr(multimae_der.cv, "cross_validate", cross_validate)
+    monkeypatch.setattr(multimae_der.model.train, "train", lambda train_data, out, cfg, **kw: seen.update(n=len(train_data)))
+    monkeypatch.setattr(multimae_der.model.cv, "cross_validate", cross_validate)
     return seen
 
 
@@ -78,16 +78,16 @@ def test_train_and_cv_warn_before_training(tmp_path, no_training):
 
 
 def test_prepare_defaults_to_the_cache_train_reads(tmp_path, monkeypatch):
-    import multimae_der.prepare
-    from multimae_der.datasets import CACHE_DIRNAME
+    import multimae_der.data.prepare
+    from multimae_der.data.datasets import CACHE_DIRNAME
 
     seen = {}
 
     def prepare_dataset(dataset, root, cache, config, workers=1):
         seen["cache"] = cache
-        return multimae_der.prepare.PrepareSummary(dataset, str(root), str(cache), config.hash())
+        return multimae_der.data.prepare.PrepareSummary(dataset, str(root), str(cache), config.hash())
 
-    monkeypatch.setattr(multimae_der.prepare, "prepare_dataset", prepare_dataset)
+    monkeypatch.setattr(multimae_der.data.prepare, "prepare_dataset", prepare_dataset)
     r = CliRunner().invoke(app, ["prepare", "--dataset", "ravdess", "--root", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert seen["cache"] == tmp_path.resolve() / CACHE_DIRNAME

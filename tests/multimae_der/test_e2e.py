@@ -9,15 +9,15 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from _mm_serve_helpers import video_without_audio
 from typer.testing import CliRunner
 
-import multimae_der.train as train_module
-from _mm_serve_helpers import video_without_audio
+import multimae_der.model.train as train_module
 from multimae_der.cli import app
-from multimae_der.datasets import CACHE_DIRNAME, build_dataset
-from multimae_der.predict import predict_clip
-from multimae_der.prepare import PrepareConfig
-from multimae_der.run import load_run
+from multimae_der.data.datasets import CACHE_DIRNAME, build_dataset
+from multimae_der.data.prepare import PrepareConfig
+from multimae_der.model.predict import predict_clip
+from multimae_der.model.run import load_run
 
 runner = CliRunner()
 # a 1-layer tiny VideoMAE at 64x64, 8 frames and 8 audio windows per clip: seconds per epoch on 2 cores

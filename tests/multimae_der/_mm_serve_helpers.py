@@ -9,13 +9,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from _mm_cue_fakes import write_run
 
 
 def make_run_and_clips(root: Path, clips: int = 2) -> tuple[Path, list[Path]]:
     """A randomly initialised tiny FSLF run (32 px, 4 classes) and ``clips`` one-second SynthAV RAVDESS clips."""
-    from multimae_der.synthav import synthesize
+    from multimae_der.data.synthav import synthesize
 
     synthesize(root / "synth", "ravdess", actors=1, clips_per_actor=clips, duration=1.0, size=32, seed=1)
     run = write_run(root / "run", fusion="fslf")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from multimae_der.collate import FusionCollate
-from multimae_der.fusion import (
+from multimae_der.model.collate import FusionCollate
+from multimae_der.model.fusion import (
     FUSIONS,
     MEAN,
     STD,
@@ -125,7 +125,7 @@ def test_rfas_is_a_seeded_per_clip_permutation_of_ofos():
     d, _ = fuse("rfas", video, audio, seed=4, clip_id=7)
     assert torch.equal(a, b)
     assert not torch.equal(a, c) and not torch.equal(a, d)
-    perm = rfas_permutation(16, __import__("multimae_der.fusion", fromlist=["clip_seed"]).clip_seed(3, 7))
+    perm = rfas_permutation(16, __import__("multimae_der.model.fusion", fromlist=["clip_seed"]).clip_seed(3, 7))
     assert sorted(perm) == list(range(16)) and perm != list(range(16))
     for f, j in enumerate(perm):
         assert torch.equal(a[f], ofos[j])

@@ -3,12 +3,12 @@
 import json
 
 import pytest
+from _mm_cue_fakes import write_run
 from typer.testing import CliRunner
 
-from _mm_cue_fakes import write_run
 from multimae_der.cli import app
 from multimae_der.cli import runs as cli_runs
-from multimae_der.run import find_runs, is_run
+from multimae_der.model.run import find_runs, is_run
 
 runner = CliRunner()
 

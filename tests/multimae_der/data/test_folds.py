@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multimae_der.folds import fold_indices, subject_folds
-from multimae_der.labels import LABEL_SETS, default_label_set, get_label_set
-from multimae_der.naming import RAVDESS_EMOTIONS
+from multimae_der.data.folds import fold_indices, subject_folds
+from multimae_der.data.labels import LABEL_SETS, default_label_set, get_label_set
+from multimae_der.data.naming import RAVDESS_EMOTIONS
 
 
 def test_label_sets():

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from multimae_der.synthav import ClipSpec, cue_span, make_actor, render_clip, synthesize
+from multimae_der.data.synthav import synthesize
+from multimae_der.data.synthav_render import ClipSpec, cue_span, make_actor, render_clip
 
 
 def _spec(visual: int, audio: int, share: float, seed: int = 5) -> ClipSpec:

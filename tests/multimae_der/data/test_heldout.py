@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import Subset
 
-from multimae_der.heldout import check_held_out, clip_ids, held_out_indices, training_clip_ids
+from multimae_der.data.heldout import check_held_out, clip_ids, held_out_indices, training_clip_ids
 
 
 class Indexed:

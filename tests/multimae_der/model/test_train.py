@@ -5,16 +5,16 @@ import json
 import lightning as L
 import pytest
 import torch
+from _mm_fakes import PlantedClips
 from safetensors.torch import load_file
 
-import multimae_der.prepare as prepare_module
-from _mm_fakes import PlantedClips
-from multimae_der.evaluate import evaluate
-from multimae_der.predict import predict_clip, predict_clips, predict_file
-from multimae_der.prepare import PrepareConfig
-from multimae_der.pretrain import pretrain
-from multimae_der.run import load_run
-from multimae_der.train import TrainConfig, WarmupCosine, train
+import multimae_der.data.prepare as prepare_module
+from multimae_der.data.prepare import PrepareConfig
+from multimae_der.model.evaluate import evaluate
+from multimae_der.model.predict import predict_clip, predict_clips, predict_file
+from multimae_der.model.pretrain import pretrain
+from multimae_der.model.run import load_run
+from multimae_der.model.train import TrainConfig, WarmupCosine, train
 
 FAST = dict(model="tiny", image_size=32, model_overrides={"num_hidden_layers": 1}, batch_size=8)
 
@@ -144,8 +144,8 @@ def test_linear_probe_and_validation_best_checkpoint(tmp_path):
     # the frozen encoder equals a fresh model built with the same seed
     torch.manual_seed(0)
     L.seed_everything(0, verbose=False)
-    from multimae_der.model import build_classifier
-    from multimae_der.run import model_config, read_run_config
+    from multimae_der.model.run import model_config, read_run_config
+    from multimae_der.model.videomae import build_classifier
 
     fresh = build_classifier(model_config(read_run_config(run))).state_dict()
     for k in a:
@@ -162,9 +162,9 @@ def test_pretrain_then_finetune_starts_from_encoder(tmp_path):
     pre = load_file(str(pre_run / "model.safetensors"))
     assert any(k.startswith("decoder.") for k in pre)
     # the hand-off alone (no training steps: lr 0 is refused by nothing, so use the loader directly)
-    from multimae_der.model import build_classifier
-    from multimae_der.run import model_config, read_run_config
-    from multimae_der.train import load_init_weights
+    from multimae_der.model.run import model_config, read_run_config
+    from multimae_der.model.train import load_init_weights
+    from multimae_der.model.videomae import build_classifier
 
     clf = build_classifier(model_config(read_run_config(pre_run)))
     load_init_weights(clf, pre_run)

@@ -7,10 +7,10 @@ import re
 import shutil
 
 import pytest
-
 from _mm_serve_helpers import NetworkGuard, browser_available, free_port, make_run_and_clips, require_gradio
-from multimae_der.predict import predict_file
-from multimae_der.run import load_run
+
+from multimae_der.model.predict import predict_file
+from multimae_der.model.run import load_run
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -52,7 +52,7 @@ def test_upload_a_clip_in_the_browser(tmp_path, monkeypatch):
     require_gradio()
     from playwright.sync_api import sync_playwright
 
-    from multimae_der.serve import serve
+    from multimae_der.app.serve import serve
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # uploads land here, not in /tmp/gradio
     run_dir, clips = make_run_and_clips(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multimae_der.naming import (
+from multimae_der.data.naming import (
     CREMAD_EMOTIONS,
     CREMAD_LEVELS,
     CREMAD_SENTENCES,

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import VideoMAEForVideoClassification
 
-from multimae_der.convert import (
+from multimae_der.model.convert import (
     config_from_original,
     hf_to_original,
     load_pretrained,
@@ -15,7 +15,8 @@ from multimae_der.convert import (
     read_state_dict,
     save_original_checkpoint,
 )
-from multimae_der.model import (
+from multimae_der.model.pretrain import tube_mask
+from multimae_der.model.videomae import (
     MODEL_CONFIGS,
     build_classifier,
     build_pretrainer,
@@ -24,7 +25,6 @@ from multimae_der.model import (
     make_config,
     num_tokens,
 )
-from multimae_der.pretrain import tube_mask
 
 TINY = dict(image_size=32, num_hidden_layers=2, num_frames=4)
 

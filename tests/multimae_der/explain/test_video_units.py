@@ -33,7 +33,7 @@ def tube_index(t, h, w, tubelet, patch, grid):
 
 
 def test_video_units_geometry_and_token_order():
-    from multimae_der.model import build_classifier, make_config
+    from multimae_der.model.videomae import build_classifier, make_config
 
     units = VideoUnits(tubelet=2, patch=16)
     x = torch.randn(2, 16, 3, 32, 48)

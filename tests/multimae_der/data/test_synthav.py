@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from multimae_der import synthav
-from multimae_der.labels import default_label_set
-from multimae_der.naming import parse_iemocap_evaluation, parse_ravdess_name
-from multimae_der.prepare import PrepareConfig, preprocess_clip
-from multimae_der.synthav import CLASS_DESIGNS, ClipSpec, make_actor, render_clip, synthesize
+from multimae_der.data import synthav
+from multimae_der.data.labels import default_label_set
+from multimae_der.data.naming import parse_iemocap_evaluation, parse_ravdess_name
+from multimae_der.data.prepare import PrepareConfig, preprocess_clip
+from multimae_der.data.synthav import synthesize
+from multimae_der.data.synthav_render import CLASS_DESIGNS, ClipSpec, make_actor, render_clip
 
 
 def _spec(vg: int, ag: int, seed: int = 11, actor: int = 2, **kw) -> ClipSpec:

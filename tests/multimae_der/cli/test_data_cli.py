@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from multimae_der.cli import app
-from multimae_der.datasets import ClipDataset
+from multimae_der.data.datasets import ClipDataset
 
 runner = CliRunner()
 

@@ -12,14 +12,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from multimae_der import prepare as prep
-from multimae_der.audio_images import window_bounds
-from multimae_der.datasets import ClipDataset, fold_split
-from multimae_der.labels import default_label_set
-from multimae_der.media import MediaError, even_times, read_audio
-from multimae_der.prepare import PrepareConfig, prepare_dataset, preprocess_clip
-from multimae_der.sources import SkippedClipWarning, scan_dataset
-from multimae_der.synthav import synthesize
+from multimae_der.data import prepare as prep
+from multimae_der.data.audio_images import window_bounds
+from multimae_der.data.datasets import ClipDataset, fold_split
+from multimae_der.data.labels import default_label_set
+from multimae_der.data.media import MediaError, even_times, read_audio
+from multimae_der.data.prepare import PrepareConfig, prepare_dataset, preprocess_clip
+from multimae_der.data.sources import SkippedClipWarning, scan_dataset
+from multimae_der.data.synthav import synthesize
 
 CFG = PrepareConfig(num_frames=6, num_windows=5, image_size=48)
 

@@ -5,20 +5,16 @@ import json
 
 import pytest
 import torch
+from _mm_cue_fakes import CueClips, write_run
 from torch import nn
 
-from _mm_cue_fakes import CueClips, write_run
 from ffidelity import VideoUnits
 from ffidelity.benchmark import BenchmarkConfig, run
 from ffidelity.tasks import Task
-from multimae_der.explain import fuse_items
-from multimae_der.faithfulness import (
-    emotion_benchmark,
-    ground_truth_check,
-    ground_truth_scores,
-    modality_check,
-)
-from multimae_der.run import load_run
+from multimae_der.explain.attributions import fuse_items
+from multimae_der.explain.faithfulness import emotion_benchmark
+from multimae_der.explain.faithfulness_task import ground_truth_check, ground_truth_scores, modality_check
+from multimae_der.model.run import load_run
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +123,7 @@ def test_emotion_benchmark_on_a_tiny_run(fslf_run, tmp_path):
 
 def test_emotion_units_of_every_kind(fslf_run):
     from ffidelity import GroupUnits, TokenDrop
-    from multimae_der.faithfulness import emotion_units, modality_groups
+    from multimae_der.explain.faithfulness_task import emotion_units, modality_groups
 
     items = [CueClips(4)[i] for i in range(2)]
     fused = fuse_items(fslf_run, items)
@@ -155,7 +151,7 @@ def test_morf_signal_is_the_paired_gap_in_standard_errors():
     import numpy as np
     import pandas as pd
 
-    from multimae_der.faithfulness import morf_signal
+    from multimae_der.explain.faithfulness_task import morf_signal
 
     rows = [{"seed": 0, "method": "ffid", "explainer": "good", "noise": 0.0, "auc_plus": 2.5,
              "auc_plus_per_input": [1.0, 2.0, 3.0, 4.0]},

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from _mm_cue_fakes import CueClips, write_run
 from typer.testing import CliRunner
 
-from _mm_cue_fakes import CueClips, write_run
 from multimae_der.cli import app
 from multimae_der.cli import model as cli_model
 
@@ -51,7 +51,7 @@ def test_cli_explain_on_a_dataset(tmp_path, seam):
 
 
 def test_cli_explain_a_video_file(tmp_path):
-    from multimae_der.synthav import synthesize
+    from multimae_der.data.synthav import synthesize
 
     synthesize(tmp_path / "synth", "ravdess", actors=1, clips_per_actor=1, duration=1.0, size=32, seed=1)
     video = next((tmp_path / "synth").rglob("*.mp4"))
