@@ -25,7 +25,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m multimae_der.demo --out demo-output
+	$(BIN)/python -m multimae_der.app.demo --out demo-output
 
 # The documentation site (mkdocs-material + mkdocstrings), offline: open site/index.html.
 docs: $(STAMP)

@@ -37,7 +37,7 @@ def make_hd_clips(root: Path, count: int, size: tuple[int, int], seconds: float,
     from PIL import Image
 
     from ffidelity.utils.atomic import atomic_path
-    from multimae_der.synthav import CLASS_DESIGNS, ClipSpec, make_actor, render_clip
+    from multimae_der.data.synthav_render import CLASS_DESIGNS, ClipSpec, make_actor, render_clip
 
     width, height = size
     folder = root / "Actor_01"
@@ -82,8 +82,8 @@ def make_hd_clips(root: Path, count: int, size: tuple[int, int], seconds: float,
 
 
 def _prepare(ctx: Context, res: BenchResult) -> Path:
-    from multimae_der.media import read_audio, read_video
-    from multimae_der.prepare import PrepareConfig, prepare_dataset, preprocess_clip
+    from multimae_der.data.media import read_audio, read_video
+    from multimae_der.data.prepare import PrepareConfig, prepare_dataset, preprocess_clip
 
     p = ctx.profile
     w, h = p.hd_size
@@ -156,10 +156,10 @@ def _step_timer() -> Any:
 
 
 def _data_wait(ctx: Context, res: BenchResult) -> None:
-    from multimae_der.datasets import ClipDataset
-    from multimae_der.prepare import PrepareConfig, prepare_dataset
-    from multimae_der.synthav import synthesize
-    from multimae_der.train import TrainConfig, train
+    from multimae_der.data.datasets import ClipDataset
+    from multimae_der.data.prepare import PrepareConfig, prepare_dataset
+    from multimae_der.data.synthav import synthesize
+    from multimae_der.model.train import TrainConfig, train
 
     p = ctx.profile
     src = ctx.raw / f"train_src_{p.train_clips}"
@@ -203,10 +203,10 @@ def _data_wait(ctx: Context, res: BenchResult) -> None:
 def _predict(ctx: Context, res: BenchResult, clip: Path) -> None:
     import torch
 
-    from multimae_der.model import build_classifier, make_config
-    from multimae_der.predict import predict_clip
-    from multimae_der.prepare import PrepareConfig, preprocess_clip
-    from multimae_der.run import Run
+    from multimae_der.data.prepare import PrepareConfig, preprocess_clip
+    from multimae_der.model.predict import predict_clip
+    from multimae_der.model.run import Run
+    from multimae_der.model.videomae import build_classifier, make_config
 
     p = ctx.profile
     out: dict[str, Any] = {"clip": clip.name, "clip_seconds": p.clip_seconds}

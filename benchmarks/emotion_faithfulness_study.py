@@ -92,7 +92,7 @@ def settings(name: str) -> dict[str, Any]:
 
 def train_model(work: Path, variant: str, seed: int, progress: bool) -> Path:
     """The FSLF model of one SynthAV variant and seed (the demo's recipe), trained once and reused."""
-    from multimae_der.experiments import fusion_study
+    from multimae_der.model.experiments import fusion_study
 
     out = work / "data" / f"{variant}-s{seed}"
     extra: dict[str, Any] = {"cue_share": DATASETS[variant]}
@@ -110,10 +110,11 @@ def model_war(data_dir: Path) -> float:
 def run_variant(work: Path, data_dir: Path, variant: str, seed: int, name: str, n_test: int) -> dict[str, Any]:
     """One (data variant, seed, setting) cell: the controlled experiment and the ground-truth check."""
     from ffidelity.utils import atomic
-    from multimae_der.datasets import build_dataset
-    from multimae_der.experiments import held_out_split
-    from multimae_der.faithfulness import emotion_benchmark, morf_signal
-    from multimae_der.prepare import PrepareConfig
+    from multimae_der.data.datasets import build_dataset
+    from multimae_der.data.prepare import PrepareConfig
+    from multimae_der.explain.faithfulness import emotion_benchmark
+    from multimae_der.explain.faithfulness_task import morf_signal
+    from multimae_der.model.experiments import held_out_split
 
     cache = work / "cells" / f"{variant}-s{seed}-{_slug(name)}.json"
     s = settings(name)

@@ -62,7 +62,7 @@ def build(name: str) -> tuple[nn.Module, tuple[int, ...], Any]:
         return LogitsOnly(ViTForImageClassification(cfg)), (3, 32, 32), ImageUnits(patch=4)
     if name == "tiny_videomae":
         from ffidelity import VideoUnits
-        from multimae_der.model import build_classifier, make_config
+        from multimae_der.model.videomae import build_classifier, make_config
 
         cfg = make_config("tiny", num_labels=8, image_size=64)
         return LogitsOnly(build_classifier(cfg)), (16, 3, 64, 64), VideoUnits(tubelet=2, patch=16)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ffidelity.utils import atomic
 from ffidelity.utils.report import HtmlReport
-from multimae_der.fusion import display_name
+from multimae_der.model.fusion import display_name
 
 #: MultiMAE-DER's RAVDESS (7 classes) numbers, UAR / WAR in %, one run on one split (paper, Table 1)
 PAPER_RAVDESS: dict[str, tuple[float | None, float]] = {

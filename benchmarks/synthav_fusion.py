@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from multimae_der.experiments import FusionStudy, fusion_study
-    from multimae_der.fusion import PAPER_ORDER
+    from multimae_der.model.experiments import FusionStudy, fusion_study
+    from multimae_der.model.fusion import PAPER_ORDER
 
     study = FusionStudy(seed=args.seed, workers=args.workers, layers=4)  # the committed results: 4 layers
     if args.quick:

@@ -36,8 +36,8 @@ def token_drop(ctx: Context) -> BenchResult:
     """Masked-forward throughput with token dropping at each sparsity, against the raw model on as many tokens."""
     from ffidelity import RFidelity, VideoUnits
     from ffidelity.units.token_drop import TokenDrop
-    from multimae_der.explain import EmotionLogits
-    from multimae_der.model import build_classifier, make_config
+    from multimae_der.explain.attributions import EmotionLogits
+    from multimae_der.model.videomae import build_classifier, make_config
 
     p = ctx.profile
     res = BenchResult("token_drop", "Token dropping: engine vs raw model given (1 - s) of the tokens")

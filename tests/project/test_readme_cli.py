@@ -153,7 +153,7 @@ def test_readme_prepare_fills_the_cache_train_reads():
     """The README's ``prepare`` line caches clips exactly as its ``train`` line prepares them (else train decodes
     every clip again, into another cache entry)."""
     from multimae_der.cli.model import _prepare_config, _train_config
-    from multimae_der.prepare import PrepareConfig
+    from multimae_der.data.prepare import PrepareConfig
 
     lines = {tuple(argv[:2]): argv for _, line in command_lines(README.read_text(encoding="utf-8"))
              for argv in split_commands(line)}

@@ -29,7 +29,7 @@ CacheOpt = Annotated[Path | None, typer.Option(help="Cache of prepared clips (de
 @contextmanager
 def _one_line_warnings() -> Iterator[list[str]]:
     """Shows each skipped-clip warning as one yellow line (no source location)."""
-    from multimae_der.sources import SkippedClipWarning
+    from multimae_der.data.sources import SkippedClipWarning
 
     lines: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
                                                   "class; 1 = everywhere, 0.25 = a quarter of the clip."),
     ) -> None:
         """Write a SynthAV set (synthetic faces + voices with known ground truth) as real media files."""
-        from ffidelity.progress import progress_bar
-        from multimae_der.synthav import synthesize
+        from ffidelity.utils.progress import progress_bar
+        from multimae_der.data.synthav import synthesize
 
         t0 = time.perf_counter()
         with progress_bar(actors * clips_per_actor, f"synthesizing {format}") as advance:
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         colormap: str = typer.Option("viridis", help="Colormap of audio pictures, or gray."),
     ) -> None:
         """Decode and preprocess every clip of a data set into the cache (reruns decode only what is missing)."""
-        from multimae_der.datasets import default_cache
-        from multimae_der.prepare import PrepareConfig, prepare_dataset
+        from multimae_der.data.datasets import default_cache
+        from multimae_der.data.prepare import PrepareConfig, prepare_dataset
 
         cache = cache if cache is not None else default_cache(root)
         config = PrepareConfig(num_frames=frames, num_windows=windows, image_size=image_size,
@@ -119,8 +119,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the CREMA-D speaker shuffle."),
     ) -> None:
         """Print the subject-independent folds (test speakers and clip counts), numbered as --fold takes them."""
-        from multimae_der.folds import fold_indices, subject_folds
-        from multimae_der.sources import scan_dataset
+        from multimae_der.data.folds import fold_indices, subject_folds
+        from multimae_der.data.sources import scan_dataset
 
         with _one_line_warnings():
             scan = scan_dataset(dataset, root)

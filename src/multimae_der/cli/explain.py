@@ -35,7 +35,7 @@ def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | No
              ) -> tuple[Any, list[int] | None, list[int] | None, int | None]:
     """The run's clips: ``(dataset, train indices, test indices, fold)``; indices are ``None`` without a fold."""
     from multimae_der.cli import model as cli_model
-    from multimae_der.run import read_run_config
+    from multimae_der.model.run import read_run_config
 
     cfg = read_run_config(run)
     recorded = dict(cfg.get("data") or {})
@@ -55,7 +55,7 @@ def run_data(run: Path, dataset: str | None, root: Path | None, cache: Path | No
         raise ValueError(f"the run was trained on classes {cfg.get('class_names')} but {dataset} has {list(names)}; "
                          "pass --labels")
     if fold is None or not explicit_fold:
-        from multimae_der.heldout import held_out_indices
+        from multimae_der.data.heldout import held_out_indices
 
         held = held_out_indices(cfg, data)  # the clips the run did not train on, when it records them
         if held:
@@ -77,7 +77,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 def _names(text: str) -> list[str]:
-    from multimae_der.explain import resolve_explainer
+    from multimae_der.explain.attributions import resolve_explainer
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
@@ -106,8 +106,8 @@ def register(app: typer.Typer) -> None:
                     out: OutOpt = Path("explanations"), progress: ProgressOpt = True,
                     allow_train_clips: AllowTrainOpt = False) -> None:
         """Explain clips: overlays on frames and spectrograms (PNG, GIF), timelines, modality shares, HTML."""
-        from multimae_der.explain import explain_clips, load_video_item
-        from multimae_der.run import load_run
+        from multimae_der.explain.attributions import explain_clips, load_video_item
+        from multimae_der.model.run import load_run
 
         names = _names(explainers)
         run = resolve_run(run)
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
             idx = _ints(indices)
             if idx is None:
                 idx = (test if test is not None else list(range(len(data))))[: max(1, limit)]
-            from multimae_der.heldout import check_held_out
+            from multimae_der.data.heldout import check_held_out
 
             check_held_out(loaded.config, data, idx, allow=allow_train_clips)
         summary = explain_clips(loaded, data, idx, out, names, target=target, gif=gif, progress=progress)
@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
         The metric setting is the recommended one (token dropping; see the README's emotion faithfulness study)
         unless --paper is given; single options override parts of either.
         """
-        from multimae_der.faithfulness import emotion_benchmark
+        from multimae_der.explain.faithfulness import emotion_benchmark
 
         run = resolve_run(run)
 

@@ -1,13 +1,13 @@
 """``multimae-der train | evaluate | cv | predict | pretrain``.
 
 Every command names its data the same way (``--dataset ravdess --root DIR [--cache DIR] [--labels ravdess7]``)
-and prepares it with ONE :class:`~multimae_der.prepare.PrepareConfig` whose image size is the model's (the tiny
+and prepares it with ONE :class:`~multimae_der.data.prepare.PrepareConfig` whose image size is the model's (the tiny
 model: 64x64), so what is cached is exactly what the model sees; the config is saved in the run folder, and
 ``evaluate`` / ``predict`` redo the same preprocessing from it. Folds are numbered from 1, as ``multimae-der
 folds`` prints them: ``--fold K`` trains on the other folds and validates (and later tests) on fold K.
 
 Data loading goes through two seams, :func:`build_dataset` and :func:`build_folds`, which import the data side
-(``multimae_der.datasets``) only when called; tests replace them with in-memory fakes.
+(``multimae_der.data.datasets``) only when called; tests replace them with in-memory fakes.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ Fold = tuple[list[int], list[int]]
 
 def build_dataset(dataset: str, root: Path, cache: Path | None, config: Any, label_set: str | None,
                   workers: int = 1, progress: bool = True, in_memory: bool = False) -> Any:
-    """The prepared :class:`~multimae_der.datasets.ClipDataset` of ``dataset`` under ``root`` (cached first)."""
-    from multimae_der.datasets import build_dataset as _build
+    """The prepared :class:`~multimae_der.data.datasets.ClipDataset` of ``dataset`` under ``root`` (cached first)."""
+    from multimae_der.data.datasets import build_dataset as _build
 
     return _build(dataset, root, cache=cache, config=config, label_set=label_set, workers=workers,
                   progress=progress, in_memory=in_memory)
@@ -70,7 +70,7 @@ def _fold_numbers(text: str | None, total: int) -> list[int]:
 
 def build_folds(dataset: str, data: Any, num_folds: int | None, seed: int) -> list[Fold]:
     """The subject-independent folds ``[(train_idx, test_idx), ...]`` of a built dataset."""
-    from multimae_der.datasets import folds as _folds
+    from multimae_der.data.datasets import folds as _folds
 
     return _folds(dataset, data, num_folds=num_folds, seed=seed)
 
@@ -162,7 +162,7 @@ def small_data_warning(n_train: int, epochs: int, batch_size: int,
 
 def _class_counts(data: Any, idx: Sequence[int] | None) -> dict[str, int] | None:
     """Training clips per class name, from the dataset's ``labels`` (None when the dataset has none)."""
-    from multimae_der.train import dataset_class_names
+    from multimae_der.model.train import dataset_class_names
 
     labels, names = getattr(data, "labels", None), dataset_class_names(data)
     if labels is None or names is None:
@@ -189,7 +189,7 @@ def _devices(value: str) -> int | str:
 
 
 def _train_config(preset: str, layers: int | None = None, **kw: Any) -> Any:
-    from multimae_der.train import TrainConfig
+    from multimae_der.model.train import TrainConfig
 
     if layers is not None:
         if layers < 1:
@@ -201,8 +201,8 @@ def _train_config(preset: str, layers: int | None = None, **kw: Any) -> Any:
 def _prepare_config(cfg: Any, frames: int, windows: int, audio_feature: str, frame_sampling: str,
                     crop: str) -> Any:
     """The ONE preprocessing config: the model's image size, the clip's frames and audio windows."""
-    from multimae_der.model import MODEL_CONFIGS
-    from multimae_der.prepare import PrepareConfig
+    from multimae_der.data.prepare import PrepareConfig
+    from multimae_der.model.videomae import MODEL_CONFIGS
 
     if cfg.model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model config {cfg.model!r}; known: {', '.join(MODEL_CONFIGS)}")
@@ -214,8 +214,8 @@ def _prepare_config(cfg: Any, frames: int, windows: int, audio_feature: str, fra
 def _data_info(dataset: str, root: Path, cache: Path | None, data: Any, labels: str | None,
                fold: int | None, num_folds: int | None, fold_seed: int) -> dict[str, Any]:
     """What ``evaluate --run`` needs to find the same clips again (recorded in the run's config)."""
-    from multimae_der.datasets import default_cache
-    from multimae_der.sources import canonical_dataset
+    from multimae_der.data.datasets import default_cache
+    from multimae_der.data.sources import canonical_dataset
 
     label_set = getattr(data, "label_set", None)
     return {"dataset": canonical_dataset(dataset), "root": str(root.resolve()),
@@ -226,7 +226,7 @@ def _data_info(dataset: str, root: Path, cache: Path | None, data: Any, labels: 
 
 def _load(dataset: str, root: Path, cache: Path | None, prep: Any, labels: str | None, workers: int,
           progress: bool, in_memory: bool = False) -> Any:
-    from multimae_der.sources import canonical_dataset
+    from multimae_der.data.sources import canonical_dataset
 
     canonical_dataset(dataset)  # a wrong name fails before anything touches the disk
     if not root.is_dir():
@@ -270,7 +270,7 @@ def register(app: typer.Typer) -> None:
                   strategy: StrategyOpt = "auto", precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
                   progress: ProgressOpt = True) -> None:
         """Train a classifier: on every clip, or on all folds but --fold K (validated on fold K)."""
-        from multimae_der.train import dataset_class_names, train
+        from multimae_der.model.train import dataset_class_names, train
 
         cfg = _train_config(preset, layers, model=model, image_size=image_size, fusion=fusion, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
@@ -307,9 +307,9 @@ def register(app: typer.Typer) -> None:
                      out: Annotated[Path | None, typer.Option(help="Output folder (default: the run).")] = None,
                      batch_size: int = 16, progress: ProgressOpt = True) -> None:
         """Score a run on its held-out clips: metrics.json (WAR, UAR, per-class recall, confusion matrix) + PNG."""
-        from multimae_der.evaluate import evaluate
-        from multimae_der.run import read_run_config
-        from multimae_der.train import dataset_class_names
+        from multimae_der.model.evaluate import evaluate
+        from multimae_der.model.run import read_run_config
+        from multimae_der.model.train import dataset_class_names
 
         run = resolve_run(run)
         cfg = read_run_config(run)
@@ -358,8 +358,8 @@ def register(app: typer.Typer) -> None:
                strategy: StrategyOpt = "auto", precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
                progress: ProgressOpt = True) -> None:
         """Cross-validate fusion strategies over the folds: results.csv / .md / .png like the paper's table."""
-        from multimae_der.cv import cross_validate
-        from multimae_der.fusion import FUSIONS, PAPER_ORDER
+        from multimae_der.model.cv import cross_validate
+        from multimae_der.model.fusion import FUSIONS, PAPER_ORDER
 
         names = [s.strip().lower() for s in fusion.split(",") if s.strip()]
         if not names or names == ["all"]:
@@ -392,7 +392,7 @@ def register(app: typer.Typer) -> None:
                     run: Annotated[Path, typer.Option(help="A finished run folder, or a folder of runs to choose from.")],
                     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
         """Predict the emotion of one video file (preprocessed the way the run's data was)."""
-        from multimae_der.predict import predict_file
+        from multimae_der.model.predict import predict_file
 
         pred = predict_file(resolve_run(run), video)
         if as_json:
@@ -422,8 +422,8 @@ def register(app: typer.Typer) -> None:
                      precision: PrecisionOpt = "32-true", num_workers: WorkersOpt = 0,
                      progress: ProgressOpt = True) -> None:
         """Masked-autoencoder pre-training (90% tube masking) on the data set's fused clips (labels unused)."""
-        from multimae_der.pretrain import pretrain
-        from multimae_der.train import dataset_class_names
+        from multimae_der.model.pretrain import pretrain
+        from multimae_der.model.train import dataset_class_names
 
         cfg = _train_config("measured", layers, model=model, image_size=image_size, fusion=fusion, epochs=epochs,
                             batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,

@@ -25,7 +25,7 @@ def _interactive() -> bool:
 
 def _describe(run: Path) -> tuple[str, str]:
     """The run's fusion strategy and its held-out WAR (from ``metrics.json``, when evaluated)."""
-    from multimae_der.run import METRICS_FILE, read_run_config
+    from multimae_der.model.run import METRICS_FILE, read_run_config
 
     cfg = read_run_config(run)
     fusion = str((cfg.get("fusion") or {}).get("strategy", "?")).upper()
@@ -46,7 +46,7 @@ def resolve_run(path: Path) -> Path:
         FileNotFoundError: ``path`` does not exist, or holds neither a run nor finished runs below it.
         ValueError: several runs below ``path`` and no terminal to choose on (the message lists them).
     """
-    from multimae_der.run import CONFIG_FILE, find_runs
+    from multimae_der.model.run import CONFIG_FILE, find_runs
 
     if (path / CONFIG_FILE).is_file():
         return path  # a run folder (loading it reports an unfinished or damaged run)

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
                   max_seconds: Annotated[float, typer.Option(help="Longest accepted clip, seconds.")] = 30.0
                   ) -> None:
         """Start the local web app: drop in a video, see the emotion, why, and how faithful the why is."""
-        from multimae_der.serve import Limits, serve
+        from multimae_der.app.analysis import Limits
+        from multimae_der.app.serve import serve
 
         run = resolve_run(run)
         if not 0 < port < 65536:

@@ -106,7 +106,7 @@ def test_tiny_benchmark_writes_every_output_and_resumes(tmp_path, tiny_task, mon
 
 
 def test_demo_stage_restarts_a_stale_folder(tmp_path) -> None:
-    from multimae_der.demo import run_or_restart
+    from multimae_der.app.demo import run_or_restart
 
     (tmp_path / "old.txt").write_text("from an older version")
     calls: list[bool] = []

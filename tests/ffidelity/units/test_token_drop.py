@@ -15,8 +15,8 @@ from reference_engine import reference_masked_scores
 from ffidelity import FFidelity, Fidelity, RFidelity, VideoUnits
 from ffidelity.metrics.finetune import evaluator_folder, masked_accuracy
 from ffidelity.units.token_drop import TokenDrop, token_model
-from multimae_der.explain import EmotionLogits
-from multimae_der.model import build_classifier, make_config
+from multimae_der.explain.attributions import EmotionLogits
+from multimae_der.model.videomae import build_classifier, make_config
 
 D = 8  # (4 frames / tubelet 2) x (32 / 16)^2 tokens
 
