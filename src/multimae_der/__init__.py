@@ -7,8 +7,7 @@ provenance, plots, faithfulness), :mod:`multimae_der.app` (web app, demo) and th
 """
 
 from ffidelity.utils.moved import install as _install
-
-__version__ = "0.1.0"
+from multimae_der._version import __version__ as __version__
 
 #: Module paths of the flat layout (before the subpackages) -> their new paths. They still import, with a
 #: ``DeprecationWarning``. ``multimae_der.model`` and ``multimae_der.explain`` are now packages that re-export

@@ -376,7 +376,7 @@ def test_fit_classifier_cache_planted_damaged_and_foreign(tmp_path):
 
 
 def test_timex_files_with_planted_pickles_never_run(tmp_path):
-    from test_seq_data import write_boiler, write_pam
+    from timex_files import write_boiler, write_pam
 
     marker = tmp_path / "pwned.txt"
     write_pam(tmp_path / "pam" / "PAMAP2data")

@@ -15,7 +15,7 @@ import importlib.util
 import sys
 import warnings
 from collections.abc import Mapping
-from types import ModuleType
+from types import CodeType, ModuleType
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -39,6 +39,13 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module = importlib.import_module(new)
         self._specs[spec.name] = module.__spec__  # the import system overwrites it with the old path's spec
         return module
+
+    def get_code(self, fullname: str) -> CodeType:
+        """What ``python -m <old path>`` runs: the module at its new path, as ``__main__``, after a note."""
+        new = self.moved[fullname]
+        source = (f"import runpy, sys\nprint('note: {fullname} has moved to {new}; run python -m {new}', "
+                  f"file=sys.stderr)\nrunpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n")
+        return compile(source, f"<{fullname}, moved to {new}>", "exec")
 
     def exec_module(self, module: ModuleType) -> None:
         spec = self._specs.pop(module.__name__, None) or self._specs.pop(getattr(module.__spec__, "name", ""), None)

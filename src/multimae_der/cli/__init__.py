@@ -25,7 +25,7 @@ for _name in _MODULES:
 @app.command()
 def version() -> None:
     """Print the version."""
-    from multimae_der import __version__
+    from multimae_der._version import __version__
 
     typer.echo(__version__)
 
