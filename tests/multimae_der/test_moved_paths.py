@@ -55,3 +55,31 @@ def test_old_model_and_explain_names() -> None:
     assert ClipExplanation is defined
     assert callable(explain_clips) and isinstance(EmotionLogits, type)
     assert "tiny" in MODEL_CONFIGS and callable(build_classifier) and callable(make_config)
+
+
+def test_old_names_of_split_modules_still_import() -> None:
+    """serve and faithfulness were split in two; their old paths still offer every name they had."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from multimae_der.faithfulness import emotion_units, paired_signal
+        from multimae_der.serve import FaithfulnessView, check_upload
+    from multimae_der.app.analysis import check_upload as defined_upload
+    from multimae_der.app.faithfulness_view import FaithfulnessView as defined_view
+    from multimae_der.explain.faithfulness_task import emotion_units as defined_units
+    from multimae_der.explain.faithfulness_task import paired_signal as defined_signal
+
+    assert (check_upload, FaithfulnessView, emotion_units, paired_signal) == (
+        defined_upload, defined_view, defined_units, defined_signal)
+
+
+def test_python_m_on_an_old_path_runs_the_moved_module() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "multimae_der.demo", "--help"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "multimae_der.demo has moved to multimae_der.app.demo" in proc.stderr
+    assert "--out" in proc.stdout  # the demo's own usage
