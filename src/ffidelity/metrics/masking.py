@@ -34,6 +34,9 @@ _TWO32 = 2**32
 #: for the whole chunk at once (fewer Python calls when runs are small: few samples or few units)
 _RUN_BY_RUN_MIN = 4096
 _NO_DRAW = np.uint32(2**31)  # draw of inputs whose rates are all 0 or 1: any value in (0, 2**32 - 1) works
+#: bytes of one input from which a chunk's masked copies are filled from each input's broadcast view rather than
+#: from a gathered copy of the input per row (one memory pass less; for small inputs the per-input calls cost more)
+_BROADCAST_MIN_BYTES = 64 * 2**10
 
 #: a built chunk: the masked batch (or, with removal inside the model, ``(distinct inputs, input of each copy,
 #: keep mask)``), then the input, sparsity and side index of every copy
@@ -165,13 +168,25 @@ class MaskedCopies:
             uniq, inverse = torch.unique_consecutive(i_idx, return_inverse=True)
             return (x_cpu[uniq], inverse, keep.clone()), i_idx, j_idx, side
         first, last = int(i_idx[0]), int(i_idx[-1])
+        out = self.out_bufs[slot][:c]
         if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
             x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
+        elif self.row_bytes >= _BROADCAST_MIN_BYTES:  # large inputs: each input's rows from a broadcast view
+            uniq, counts = torch.unique_consecutive(i_idx, return_counts=True)
+            row = 0
+            for i, n_i in zip(uniq.tolist(), counts.tolist(), strict=True):
+                part = out[row : row + n_i]
+                res = self.units.remove_into(x_cpu[i : i + 1].expand(n_i, *x_cpu.shape[1:]), keep[row : row + n_i],
+                                             part)
+                if res.data_ptr() != part.data_ptr():
+                    part.copy_(res)
+                row += n_i
+            return out, i_idx, j_idx, side
         else:
             if "x" not in self.bufs:
                 self.bufs["x"] = torch.empty((self.rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
             x_rows = torch.index_select(x_cpu, 0, i_idx, out=self.bufs["x"][:c])
-        x_masked = self.units.remove_into(x_rows, keep, self.out_bufs[slot][:c])
+        x_masked = self.units.remove_into(x_rows, keep, out)
         return x_masked, i_idx, j_idx, side
 
 

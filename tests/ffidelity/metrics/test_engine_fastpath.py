@@ -97,12 +97,14 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "build", "data"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("batch_size", [1, 7, 1000, "auto", "auto-tiny"])
-@pytest.mark.parametrize("path", ["chunk", "run-by-run"])
+@pytest.mark.parametrize("path", ["chunk", "run-by-run", "broadcast"])
 def test_engine_equals_the_plain_definition_bit_for_bit(name, build, data, batch_size, path, monkeypatch) -> None:
-    # the engine builds masks for the whole chunk at once or run by run, depending on the runs' size: both must
-    # give the definition's numbers; "auto-tiny" calibrates on sizes small enough that the evaluation runs through
-    # the timed chunks into the chosen size
-    monkeypatch.setattr(masking, "_RUN_BY_RUN_MIN", 10**9 if path == "chunk" else 0)
+    # the engine builds masks for the whole chunk at once or run by run, depending on the runs' size, and fills
+    # large inputs' copies from each input's broadcast view ("broadcast" forces that on these small inputs): every
+    # path must give the definition's numbers; "auto-tiny" calibrates on sizes small enough that the evaluation
+    # runs through the timed chunks into the chosen size
+    monkeypatch.setattr(masking, "_RUN_BY_RUN_MIN", 0 if path == "run-by-run" else 10**9)
+    monkeypatch.setattr(masking, "_BROADCAST_MIN_BYTES", 0 if path == "broadcast" else 2**62)
     if batch_size == "auto-tiny":
         monkeypatch.setattr(schedule, "AUTO_BATCH_SIZES", (2, 3, 5, 8))
         batch_size = "auto"
