@@ -76,26 +76,13 @@ def explain_memory(method: str, configs: list[dict[str, int]], n_inputs: int, wi
 def quantus_pixelflipping(n_inputs: int, features_in_step: int, width: int, threads: int, site: str | None,
                           repeats: int = 1) -> dict[str, Any]:
     """Quantus PixelFlipping vs our plain Fidelity at the same count of forward passes, and the raw limit."""
-    if site:
-        sys.path.insert(0, site)
-    import warnings
-
     import numpy as np
-    import quantus
 
     from benchmarks.engine_throughput import raw_rate
+    from benchmarks.quantus_cmp import resnet9_and_data
     from ffidelity import Fidelity
-    from ffidelity.models.image import ResNet9
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = ResNet9(3, 10, width).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(n_inputs, 3, 32, 32, generator=gen)
-    attr = torch.randn(n_inputs, 1, 32, 32, generator=gen)
-    with torch.inference_mode():
-        y = model(x).argmax(-1)
+    quantus, model, x, attr, y = resnet9_and_data(n_inputs, width, threads, site)
     # Both sides are charged the inputs their model actually saw (a forward hook counts them): PixelFlipping
     # spreads (N, 1, H, W) attributions over the 3 channels, so it takes 3 * H * W / features_in_step steps per
     # input, not H * W / features_in_step (an earlier version of this benchmark assumed the latter and

@@ -11,39 +11,22 @@ channel values, so a 3-channel 32 x 32 image has 3,072 features). The adapter's 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from typing import Any
 
-import torch
-
 from benchmarks.common import BenchResult, Context, Target, clocked, register, run_child
-from benchmarks.quantus_cmp import SITE, available
+from benchmarks.quantus_cmp import SITE, available, resnet9_and_data
 
 
 def measure(n_inputs: int, width: int, n_samples: int, n_sparsities: int, features_in_step: int, threads: int,
             repeats: int, site: str | None = None) -> dict[str, Any]:
     """Runs in the child: alternates engine, adapter and PixelFlipping ``repeats`` times; rates per repeat."""
-    if site:
-        sys.path.insert(0, site)
-    import warnings
-
     import numpy as np
-    import quantus
 
     from ffidelity import FFidelity
     from ffidelity.integrations.quantus import FFidelityMetric
-    from ffidelity.models.image import ResNet9
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = ResNet9(3, 10, width).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(n_inputs, 3, 32, 32, generator=gen)
-    a = torch.randn(n_inputs, 1, 32, 32, generator=gen)
-    with torch.no_grad():
-        y = model(x).argmax(-1)
+    quantus, model, x, a, y = resnet9_and_data(n_inputs, width, threads, site)
     x_np, y_np, a_np = x.numpy(), y.numpy(), a.numpy()
     sparsities = [round((i + 1) / (n_sparsities + 1), 4) for i in range(n_sparsities)]
     params = {"beta": 0.1, "n_samples": n_samples, "sparsities": sparsities, "mode": "prob", "seed": 0}

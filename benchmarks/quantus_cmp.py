@@ -14,11 +14,39 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import sys
+from typing import Any
+
+import torch
 
 from benchmarks.common import REPO, BenchResult, Context, Target, register, run_child
 
 #: where a side installation of Quantus is looked for (git-ignored, outside the venv)
 SITE = REPO / "benchmarks" / "results" / "raw" / "quantus_site"
+
+
+def resnet9_and_data(n_inputs: int, width: int, threads: int, site: str | None = None
+                     ) -> tuple[Any, torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In a comparison's child process: Quantus (from ``site`` when given), a seeded ResNet-9 on ``threads``
+    threads, ``n_inputs`` random 3x32x32 inputs, one-channel random attributions and the model's predictions."""
+    if site:
+        sys.path.insert(0, site)
+    import warnings
+
+    import quantus
+
+    from ffidelity.models.image import ResNet9
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = ResNet9(3, 10, width).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n_inputs, 3, 32, 32, generator=gen)
+    attr = torch.randn(n_inputs, 1, 32, 32, generator=gen)
+    with torch.inference_mode():
+        y = model(x).argmax(-1)
+    return quantus, model, x, attr, y
 
 
 def available() -> bool:

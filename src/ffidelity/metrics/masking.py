@@ -167,27 +167,22 @@ class MaskedCopies:
         if self.in_model:  # the keep buffer is reused by the next chunk: this one keeps a copy
             uniq, inverse = torch.unique_consecutive(i_idx, return_inverse=True)
             return (x_cpu[uniq], inverse, keep.clone()), i_idx, j_idx, side
-        first, last = int(i_idx[0]), int(i_idx[-1])
         out = self.out_bufs[slot][:c]
-        if first == last:  # one input in the chunk: a broadcast view instead of a copy per row
-            x_rows = x_cpu[first : first + 1].expand(c, *x_cpu.shape[1:])
-        elif self.row_bytes >= _BROADCAST_MIN_BYTES:  # large inputs: each input's rows from a broadcast view
-            uniq, counts = torch.unique_consecutive(i_idx, return_counts=True)
-            row = 0
-            for i, n_i in zip(uniq.tolist(), counts.tolist(), strict=True):
-                part = out[row : row + n_i]
-                res = self.units.remove_into(x_cpu[i : i + 1].expand(n_i, *x_cpu.shape[1:]), keep[row : row + n_i],
-                                             part)
-                if res.data_ptr() != part.data_ptr():
-                    part.copy_(res)
-                row += n_i
-            return out, i_idx, j_idx, side
-        else:
+        uniq, counts = torch.unique_consecutive(i_idx, return_counts=True)
+        if uniq.numel() > 1 and self.row_bytes < _BROADCAST_MIN_BYTES:  # small inputs: one gathered copy, one call
             if "x" not in self.bufs:
                 self.bufs["x"] = torch.empty((self.rows, *x_cpu.shape[1:]), dtype=x_cpu.dtype)
             x_rows = torch.index_select(x_cpu, 0, i_idx, out=self.bufs["x"][:c])
-        x_masked = self.units.remove_into(x_rows, keep, out)
-        return x_masked, i_idx, j_idx, side
+            return self.units.remove_into(x_rows, keep, out), i_idx, j_idx, side
+        # one input in the chunk, or large inputs: each input's rows from a broadcast view of it (no copy per row)
+        row = 0
+        for i, n_i in zip(uniq.tolist(), counts.tolist(), strict=True):
+            part = out[row : row + n_i]
+            res = self.units.remove_into(x_cpu[i : i + 1].expand(n_i, *x_cpu.shape[1:]), keep[row : row + n_i], part)
+            if res.data_ptr() != part.data_ptr():  # units that do not write into the buffer
+                part.copy_(res)
+            row += n_i
+        return out, i_idx, j_idx, side
 
 
 class _DrawStreams:

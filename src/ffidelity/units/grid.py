@@ -129,9 +129,8 @@ class GridUnits(Units):
     def _native_mask(self, keep: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """``expand(keep)`` reshaped to broadcast against ``inputs`` as they are laid out (no axis moved)."""
         mask = self.expand(keep, inputs).squeeze(1)  # (B, *spatial)
-        axes = [a for a in range(1, inputs.ndim) if a != (self.channel_dim % inputs.ndim
-                                                          if self.channel_dim is not None else None)]
-        blocked = set(axes[len(axes) - self._n_spatial :])
+        channel = None if self.channel_dim is None else self.channel_dim % inputs.ndim
+        blocked = set([a for a in range(1, inputs.ndim) if a != channel][-self._n_spatial :])
         shape = [mask.shape[0], *(inputs.shape[a] if a in blocked else 1 for a in range(1, inputs.ndim))]
         return mask.reshape(shape)
 

@@ -48,7 +48,7 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return compile(source, f"<{fullname}, moved to {new}>", "exec")
 
     def exec_module(self, module: ModuleType) -> None:
-        spec = self._specs.pop(module.__name__, None) or self._specs.pop(getattr(module.__spec__, "name", ""), None)
+        spec = self._specs.pop(module.__spec__.name, None)  # the old path's spec, set by the import system
         if spec is not None:
             module.__spec__ = spec
 

@@ -7,22 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import LinearTwoClass
 from torch import nn
 
 from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity
 from ffidelity.metrics.masking import _rank_positions
-
-
-class LinearTwoClass(nn.Module):
-    """logit_0 = <w, x>, logit_1 = 0 on (B, 1, H, W) inputs: p_0 = sigmoid(<w, x>)."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w.clone(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.flatten(1) * self.w.flatten()).sum(1)
-        return torch.stack([z, torch.zeros_like(z)], dim=1)
 
 
 class CountingModel(nn.Module):

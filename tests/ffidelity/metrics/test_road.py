@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 import torch
-from torch import nn
+from tiny_models import LinearTwoClass
 
 from ffidelity import ROAD, Fidelity, GridUnits, ImageUnits, NoisyLinearImputer
 from ffidelity.metrics.road import cg_solve, direct_solve
@@ -214,16 +214,6 @@ def test_bad_input_gets_a_clear_error() -> None:
 
 
 # -- the metric ------------------------------------------------------------------------------------------------
-class LinearTwoClass(nn.Module):
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w.clone(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.flatten(1) * self.w.flatten()).sum(1)
-        return torch.stack([z, torch.zeros_like(z)], dim=1)
-
-
 def test_road_units_wrap_the_users_geometry() -> None:
     metric = ROAD(noise=0.02, seed=5, units=ImageUnits(patch=4), progress=False)
     units = metric.units
