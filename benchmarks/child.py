@@ -149,6 +149,13 @@ def quantus_adapter(**kwargs: Any) -> dict[str, Any]:
     return measure(**kwargs)
 
 
+def engine_first(**kwargs: Any) -> dict[str, Any]:
+    """The first evaluation of a fresh process (``benchmarks.engine_defaults.first_evaluation``)."""
+    from benchmarks.engine_defaults import first_evaluation
+
+    return first_evaluation(**kwargs)
+
+
 def engine_defaults(**kwargs: Any) -> dict[str, Any]:
     """One model of the default-settings engine benchmark (``benchmarks.engine_defaults.measure``)."""
     from benchmarks.engine_defaults import measure
@@ -158,7 +165,8 @@ def engine_defaults(**kwargs: Any) -> dict[str, Any]:
 
 FUNCTIONS = {"rfid_memory": rfid_memory, "explain_memory": explain_memory,
              "quantus_pixelflipping": quantus_pixelflipping, "engine_model": engine_model,
-             "quantus_adapter": quantus_adapter, "engine_defaults": engine_defaults}
+             "quantus_adapter": quantus_adapter, "engine_defaults": engine_defaults,
+             "engine_first": engine_first}
 
 
 def main() -> None:

@@ -288,10 +288,14 @@ TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRE
 
 
 def allocator_env(allocator: str) -> dict[str, str | None]:
-    """Environment changes for a child: ``"tuned"`` sets ``TUNED_MALLOC``, ``"default"`` removes them."""
-    if allocator not in ("default", "tuned"):
-        raise ValueError(f"allocator must be 'default' or 'tuned', got {allocator!r}")
-    return {k: (v if allocator == "tuned" else None) for k, v in TUNED_MALLOC.items()}
+    """Environment changes for a child: ``"tuned"`` sets ``TUNED_MALLOC``; ``"default"`` removes them (the
+    library's default: the engine tunes the allocator at its first evaluation); ``"glibc"`` also turns that off
+    (``FFIDELITY_DEFAULT_MALLOC=1``), leaving glibc's own settings."""
+    if allocator not in ("default", "tuned", "glibc"):
+        raise ValueError(f"allocator must be 'default', 'tuned' or 'glibc', got {allocator!r}")
+    env: dict[str, str | None] = {k: (v if allocator == "tuned" else None) for k, v in TUNED_MALLOC.items()}
+    env["FFIDELITY_DEFAULT_MALLOC"] = "1" if allocator == "glibc" else None
+    return env
 
 
 def run_child(function: str, kwargs: dict[str, Any], timeout: float = 600,

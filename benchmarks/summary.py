@@ -67,9 +67,10 @@ def write_summary(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
              f"Run {meta['started']} - {meta['finished']}, {meta['seconds']:.0f} s in total "
              f"(`python -m benchmarks.run{command}`). " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ".",
              "",
-             "Every ratio is measured within this run, beside its reference, and repeated: the value is the best rate "
-             "over the repeats divided by the best reference rate (on a shared machine a disturbance only ever slows "
-             "a run down); the notes give the median of the ratios paired within a repeat.", ""]
+             "Every ratio is measured within this run, beside its reference, and repeated. The throughput ratios "
+             "of `engine`, `engine_defaults` and the Quantus comparison are the median of the ratios paired within "
+             "a repeat (the note gives their range), so one lucky or unlucky repeat cannot decide a target; other "
+             "timings take the best of their repeats.", ""]
     if meta["profile"] != "full":
         lines += [f"**{meta['profile']} profile: the sizes are smaller than the targets' configuration; these "
                   "numbers check that the suite runs, they are not the targets' numbers.**", ""]

@@ -61,6 +61,9 @@ def test_quick_run_on_tiny_sizes_writes_json_and_summary(tmp_path, monkeypatch) 
     defaults = by_name["engine_defaults"]["data"]["tiny_cnn"]
     assert set(defaults["chosen_batch"]) == {"fid", "rfid", "ffid"} and defaults["calibration_cost"] >= 0
     assert all(r["rfid"] > 0 and r["raw"] > 0 for r in defaults["repeats"])
+    first = by_name["engine_defaults"]["data"]["tiny_cnn_first"]  # the allocator tuning, on and off
+    assert all(r["tuned"] for r in first["on"]) and not any(r["tuned"] for r in first["off"])
+    assert all(r["rate"] > 0 and r["copies"] == 1900 for r in first["on"] + first["off"])
     assert (tmp_path / "engine_throughput.png").exists() and (tmp_path / "scaling.png").exists()
 
 

@@ -45,13 +45,12 @@ def friendly_errors(fn: F) -> F:
 def setup_environment() -> None:
     """Offline by default (nothing may download weights or data at run time), and the tuned allocator.
 
-    The commands own their process, so they keep glibc from returning activation buffers to the kernel after
-    every batch (:func:`ffidelity.utils.allocator.tune_allocator`; ``FFIDELITY_DEFAULT_MALLOC=1`` turns it off).
+    The commands keep glibc from returning activation buffers to the kernel after every batch, from the start
+    (:func:`ffidelity.utils.allocator.auto_tune_allocator`; ``FFIDELITY_DEFAULT_MALLOC=1`` turns it off).
     """
-    if not os.environ.get("FFIDELITY_DEFAULT_MALLOC"):
-        from ffidelity.utils.allocator import tune_allocator
+    from ffidelity.utils.allocator import auto_tune_allocator
 
-        tune_allocator()
+    auto_tune_allocator()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -31,6 +31,7 @@ from ffidelity.metrics.result import FidelityResult
 from ffidelity.metrics.schedule import AUTO_BATCH_SIZES, PLAIN_BATCH, run_chunks
 from ffidelity.units.base import Units
 from ffidelity.units.grid import ImageUnits
+from ffidelity.utils.allocator import auto_tune_allocator
 from ffidelity.utils.modelio import logits_of, model_device
 from ffidelity.utils.progress import progress_bar
 from ffidelity.utils.seeding import draw_bit_generator, seeded_generator
@@ -172,6 +173,7 @@ class Fidelity:
             A ``FidelityResult`` with per-input and mean curves.
         """
         self._check_params()
+        auto_tune_allocator()  # once per process: small models' activations stop page-faulting on every batch
         units = self.units if self.units is not None else ImageUnits()
         inputs = _as_tensor(inputs, "inputs")
         if inputs.ndim < 2 or inputs.shape[0] == 0:
