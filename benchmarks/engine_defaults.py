@@ -82,7 +82,7 @@ def measure(name: str, profile: str) -> dict[str, Any]:
     The raw sweep runs before any evaluation, so with the engine's default allocator tuning (applied at its first
     evaluation) the raw rates measured around the repeats run tuned: the reference is the faster of the two.
     """
-    from ffidelity import FFidelity, Fidelity, RFidelity
+    from ffidelity import FFidelity, Fidelity, RFidelity, TokenFill
     from ffidelity.utils.allocator import auto_tune_allocator
 
     full = profile == "full"
@@ -107,6 +107,9 @@ def measure(name: str, profile: str) -> dict[str, Any]:
     metrics = {"fid": Fidelity(sparsities=sparsities, units=units, progress=False),
                "rfid": RFidelity(n_samples=n_samples, sparsities=sparsities, units=units, progress=False),
                "ffid": FFidelity(beta=0.1, n_samples=n_samples, sparsities=sparsities, units=units, progress=False)}
+    if video:  # tokens filled in token space (TokenFill): the emotion bridge's default for token units
+        metrics["rfid_tokenfill"] = RFidelity(n_samples=n_samples, sparsities=sparsities, units=TokenFill(units),
+                                              progress=False)
     repeats = 3 if full else 2
     reps: list[dict[str, float]] = []
     chosen: dict[str, int] = {}
@@ -228,6 +231,15 @@ def engine_defaults(ctx: Context) -> BenchResult:
                 f"the raw rate measured around each run: median {statistics.median(paired):.2f}; batch chosen "
                 f"{data['chosen_batch'][key]}, raw best at batch {data['raw_best_batch']} "
                 f"({best_raw:.0f} inputs/s)"))
+        if "rfid_tokenfill" in data["repeats"][0]:
+            tf = [r["rfid_tokenfill"] / max(best_raw, r["raw"]) for r in data["repeats"]]
+            fill = [r["rfid"] / r["rfid_tokenfill"] for r in data["repeats"]]
+            res.targets.append(Target(
+                f"{name} R-Fidelity with TokenFill (tokens filled in token space) / best raw forward",
+                statistics.median(tf), 0.9, unit="x",
+                note=f"median of {len(tf)} repeats, range {min(tf):.2f}-{max(tf):.2f}; the same numbers as filling "
+                f"pixels (tests/ffidelity/units/test_token_fill.py) in {statistics.median(fill):.2f}x the time; "
+                f"batch chosen {data['chosen_batch']['rfid_tokenfill']}"))
         forward = 1 / best_raw  # seconds per input at the best raw rate, on every thread
         bound = forward / (forward + data["overhead_s_per_copy"] / data["threads"])
         res.targets.append(Target(

@@ -48,6 +48,11 @@ class LogitsOnly(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def token_model(self) -> nn.Module:
+        """The wrapped model, for removal in token space (:class:`ffidelity.TokenDrop`, :class:`ffidelity.TokenFill`)."""
+        return self.model
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return logits_of(self.model(x))
 

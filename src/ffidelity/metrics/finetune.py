@@ -15,6 +15,7 @@ from torch import nn
 from ffidelity.models.training import fit_classifier
 from ffidelity.units.base import Units
 from ffidelity.units.random import mask_random_units, random_keep_mask, random_removal
+from ffidelity.units.token_fill import TokenFill
 from ffidelity.utils.modelio import logits_of
 
 __all__ = [  # the random masks themselves live in ffidelity.units.random, kept here for older imports
@@ -47,6 +48,7 @@ def finetune_random_masks(model: nn.Module, train_data: Any, *, units: Units, be
     """
     if not 0 <= beta <= 1:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    units = _in_pixels(units)
     if getattr(units, "removes_in_model", False):  # token dropping: the model itself drops random tokens
         from ffidelity.units.token_drop import RandomTokenDropping
 
@@ -60,6 +62,7 @@ def finetune_random_masks(model: nn.Module, train_data: Any, *, units: Units, be
 
 def evaluator_folder(beta: float, units: Units) -> str:
     """Folder name of a cached fine-tuned evaluator: one per beta and removal kind (fill or token dropping)."""
+    units = _in_pixels(units)
     return f"finetuned_beta{beta}" + ("_drop" if getattr(units, "removes_in_model", False) else "")
 
 
@@ -67,6 +70,7 @@ def masked_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, units: U
                     seed: int = 0, batch_size: int = 256) -> float:
     """Accuracy of ``model`` on ``x`` with ``floor(beta * D)`` random units removed (seeded)."""
     gen = torch.Generator().manual_seed(seed)
+    units = _in_pixels(units)
     correct = 0
     was_training = model.training
     model.eval()
@@ -82,3 +86,9 @@ def masked_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, units: U
             correct += int((logits.argmax(-1).cpu() == y[s : s + batch_size]).sum())
     model.train(was_training)
     return correct / max(1, x.shape[0])
+
+
+def _in_pixels(units: Units) -> Units:
+    """Filling in token space (:class:`~ffidelity.units.token_fill.TokenFill`) is filling: the same random removal
+    in pixels, which trains with gradients through the whole model and shares the filled evaluator's cache."""
+    return units.units if isinstance(units, TokenFill) else units

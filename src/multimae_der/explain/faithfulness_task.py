@@ -22,6 +22,7 @@ from ffidelity.benchmark.tasks import Task
 from ffidelity.metrics.engine import Fidelity
 from ffidelity.units.base import Units
 from ffidelity.units.token_drop import TokenDrop
+from ffidelity.units.token_fill import TokenFill
 from ffidelity.units.video import GroupUnits, VideoUnits
 from multimae_der.explain.attributions import EmotionLogits, FusedClips, explain_items, fuse_items
 from multimae_der.explain.provenance import modality_labels, modality_units, project_to_fused
@@ -51,7 +52,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-#: how a unit is removed: ``fill`` replaces its pixels with the mean colour (0 after normalisation), ``drop``
+#: how a unit is removed: ``fill`` replaces its pixels with the mean colour (0 after normalisation; a token is
+#: filled in token space, :class:`ffidelity.TokenFill`, the same numbers), ``drop``
 #: leaves its tokens out of the encoder's sequence (:class:`ffidelity.TokenDrop`, in distribution for VideoMAE)
 REMOVALS = ("fill", "drop")
 #: what a unit is: one encoder token (a tube), a fused frame pair (``tubelet_size`` whole frames: a video frame
@@ -86,8 +88,8 @@ def emotion_units(run_: Run, removal: str = "fill", unit: str = "token",
         layouts = [lay for f in fused for lay in f.layouts]
         inputs = torch.cat([f.inputs for f in fused]) if fused else None
         units = modality_units(layouts, inputs)
-    if removal == "fill":
-        return units
+    if removal == "fill":  # a token filled in token space: the same numbers without a masked copy in pixels
+        return TokenFill(tokens) if unit == "token" else units
     return TokenDrop(units, tokens=None if unit == "token" else tokens)
 
 

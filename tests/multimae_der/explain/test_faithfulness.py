@@ -123,13 +123,13 @@ def test_emotion_benchmark_on_a_tiny_run(fslf_run, tmp_path):
 
 
 def test_emotion_units_of_every_kind(fslf_run):
-    from ffidelity import GroupUnits, TokenDrop
+    from ffidelity import GroupUnits, TokenDrop, TokenFill
     from multimae_der.explain.faithfulness_task import emotion_units, modality_groups
 
     items = [CueClips(4)[i] for i in range(2)]
     fused = fuse_items(fslf_run, items)
     tok = emotion_units(fslf_run, "fill", "token")
-    assert isinstance(tok, VideoUnits) and tok.num_units(fused.inputs) == 32
+    assert isinstance(tok, TokenFill) and isinstance(tok.units, VideoUnits) and tok.num_units(fused.inputs) == 32
     frame = emotion_units(fslf_run, "fill", "frame")
     assert frame.num_units(fused.inputs) == 8  # 16 fused frames / tubelet 2
     mod = emotion_units(fslf_run, "fill", "modality", (fused,))
