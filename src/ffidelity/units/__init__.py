@@ -9,5 +9,5 @@ from ffidelity.units.token_fill import TokenFill
 from ffidelity.units.tokens import TokenUnits, check_token_ids
 from ffidelity.units.video import GroupUnits, VideoUnits
 
-__all__ = ["GridUnits", "GroupUnits", "ImageUnits", "Reference", "SequenceUnits", "TokenDrop", "TokenFill", "TokenUnits", "Units",
-           "VideoUnits", "check_token_ids", "fill_removed"]
+__all__ = ["GridUnits", "GroupUnits", "ImageUnits", "Reference", "SequenceUnits", "TokenDrop", "TokenFill",
+           "TokenUnits", "Units", "VideoUnits", "check_token_ids", "fill_removed"]

@@ -69,6 +69,23 @@ class Units:
         return {"kind": type(self).__name__}
 
 
+class InModelUnits(Units):
+    """Units removed inside the model (``forward_removed``) that wrap other units for what a unit is: the
+    number of units, their validity and their scores are the wrapped ``units``' own."""
+
+    removes_in_model = True
+    units: Units
+
+    def num_units(self, inputs: torch.Tensor) -> int:
+        return self.units.num_units(inputs)
+
+    def valid(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.units.valid(inputs)
+
+    def scores(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self.units.scores(attributions, inputs)
+
+
 def _check_batch(inputs: torch.Tensor, n_dims: int, what: str) -> None:
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"{what} expect a torch.Tensor input, got {type(inputs).__name__}")

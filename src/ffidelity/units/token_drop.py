@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ffidelity.units.base import Units
+from ffidelity.units.base import InModelUnits, Units
 from ffidelity.units.grid import GridUnits
 from ffidelity.utils.modelio import logits_of
 from ffidelity.utils.registry import Registry
@@ -103,7 +103,7 @@ def token_model(model: nn.Module) -> TokenModel:
                     "without TokenDrop to remove by filling instead")
 
 
-class TokenDrop(Units):
+class TokenDrop(InModelUnits):
     """Units removed by dropping their tokens from the model's sequence instead of filling their pixels.
 
     Args:
@@ -116,7 +116,6 @@ class TokenDrop(Units):
             is dropped when any of its elements belongs to a removed unit.
     """
 
-    removes_in_model = True
 
     def __init__(self, units: Units, tokens: Units | None = None) -> None:
         for u in (units, tokens):
@@ -138,15 +137,6 @@ class TokenDrop(Units):
         else:  # broadcastable to the inputs
             removed = (~mask).expand(inputs.shape).float()
         return self.tokens.scores(removed, inputs) == 0
-
-    def num_units(self, inputs: torch.Tensor) -> int:
-        return self.units.num_units(inputs)
-
-    def valid(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.units.valid(inputs)
-
-    def scores(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return self.units.scores(attributions, inputs)
 
     def remove(self, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         raise TypeError("TokenDrop removes units inside the model (forward_removed); there is no removed input "

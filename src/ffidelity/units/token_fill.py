@@ -20,12 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ffidelity.units.base import Units
+from ffidelity.units.base import InModelUnits
 from ffidelity.units.grid import GridUnits
 from ffidelity.units.token_drop import token_model
 
 
-class TokenFill(Units):
+class TokenFill(InModelUnits):
     """Units filled with their reference, computed in the model's token space (see the module's text).
 
     Args:
@@ -33,7 +33,6 @@ class TokenFill(Units):
             ``"mean"`` or a tensor. Their scores, validity and reference are used unchanged.
     """
 
-    removes_in_model = True
 
     def __init__(self, units: GridUnits) -> None:
         if not isinstance(units, GridUnits):
@@ -45,15 +44,6 @@ class TokenFill(Units):
                              "'mean' or a tensor); an imputing callable fills from the kept pixels: use the units "
                              "themselves")
         self.units = units
-
-    def num_units(self, inputs: torch.Tensor) -> int:
-        return self.units.num_units(inputs)
-
-    def valid(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.units.valid(inputs)
-
-    def scores(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return self.units.scores(attributions, inputs)
 
     def remove(self, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """The filled inputs in pixels (what the model sees, built explicitly): the wrapped units' removal."""

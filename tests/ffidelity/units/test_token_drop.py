@@ -11,21 +11,17 @@ import numpy as np
 import pytest
 import torch
 from reference_engine import reference_masked_scores
+from tiny_models import tiny_videomae, tiny_vit
 
 from ffidelity import FFidelity, Fidelity, RFidelity, VideoUnits
 from ffidelity.metrics.finetune import evaluator_folder, masked_accuracy
 from ffidelity.units.token_drop import TokenDrop, token_model
 from multimae_der.explain.attributions import EmotionLogits
-from multimae_der.model.videomae import build_classifier, make_config
 
 D = 8  # (4 frames / tubelet 2) x (32 / 16)^2 tokens
 
 
-def _model(seed: int = 0) -> EmotionLogits:
-    torch.manual_seed(seed)
-    cfg = make_config("tiny", num_labels=3, image_size=32, num_frames=4, num_hidden_layers=1, hidden_size=32,
-                      num_attention_heads=2, intermediate_size=64)
-    return EmotionLogits(build_classifier(cfg)).eval()
+_model = tiny_videomae
 
 
 def _data(n: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,13 +145,7 @@ def test_larger_units_drop_their_tokens():
         torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
 
 
-def _vit(seed: int = 0):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(seed)
-    cfg = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=64, num_labels=3)
-    return ViTForImageClassification(cfg).eval()
+_vit = tiny_vit
 
 
 def test_vit_drops_patches_and_keeps_cls():

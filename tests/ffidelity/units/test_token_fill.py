@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_videomae, tiny_vit
 
 from ffidelity import FFidelity, Fidelity, ImageUnits, RFidelity, TokenFill, VideoUnits
 from ffidelity.metrics.finetune import evaluator_folder, masked_accuracy
 from ffidelity.metrics.masking import MaskedCopies
-from multimae_der.explain.attributions import EmotionLogits
-from multimae_der.model.videomae import build_classifier, make_config
 
 D = 8  # (4 frames / tubelet 2) x (32 / 16)^2 tubes
-
-
-def _videomae(seed: int = 0) -> EmotionLogits:
-    torch.manual_seed(seed)
-    cfg = make_config("tiny", num_labels=3, image_size=32, num_frames=4, num_hidden_layers=1, hidden_size=32,
-                      num_attention_heads=2, intermediate_size=64)
-    return EmotionLogits(build_classifier(cfg)).eval()
-
-
-def _vit(seed: int = 0):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(seed)
-    cfg = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=64, num_labels=3)
-    return ViTForImageClassification(cfg).eval()
 
 
 def _vit_logits(model, x):
@@ -40,8 +23,8 @@ def _vit_logits(model, x):
 
 
 CASES = {  # name -> (model, logits of pixel inputs, inputs, units)
-    "videomae": (_videomae, lambda m, x: m(x), (3, 4, 3, 32, 32), lambda ref: VideoUnits(2, 16, reference=ref)),
-    "vit": (_vit, _vit_logits, (3, 3, 16, 16), lambda ref: ImageUnits(patch=4, reference=ref)),
+    "videomae": (tiny_videomae, lambda m, x: m(x), (3, 4, 3, 32, 32), lambda ref: VideoUnits(2, 16, reference=ref)),
+    "vit": (tiny_vit, _vit_logits, (3, 3, 16, 16), lambda ref: ImageUnits(patch=4, reference=ref)),
 }
 
 
@@ -71,7 +54,7 @@ def test_token_space_equals_pixel_filling(case, reference) -> None:
                                     RFidelity(n_samples=3, sparsities=[0.25, 0.5], progress=False),
                                     FFidelity(beta=0.3, n_samples=3, sparsities=[0.25, 0.5], progress=False)])
 def test_engine_curves_equal_filling(metric) -> None:
-    model = _videomae()
+    model = tiny_videomae()
     gen = torch.Generator().manual_seed(2)
     x, a = torch.randn(3, 4, 3, 32, 32, generator=gen), torch.randn(3, D, generator=gen)
     units = VideoUnits(2, 16)
@@ -100,7 +83,7 @@ def test_no_masked_copy_is_built_in_pixels() -> None:
 def test_finetuning_fills_pixels_and_shares_the_filled_cache(tmp_path) -> None:
     units = VideoUnits(2, 16)
     assert evaluator_folder(0.5, TokenFill(units)) == evaluator_folder(0.5, units)
-    model = _videomae()
+    model = tiny_videomae()
     gen = torch.Generator().manual_seed(4)
     x, y = torch.randn(8, 4, 3, 32, 32, generator=gen), torch.randint(0, 3, (8,), generator=gen)
     assert masked_accuracy(model, x, y, TokenFill(units), 0.5, seed=0) == masked_accuracy(model, x, y, units, 0.5,
@@ -117,7 +100,7 @@ def test_clear_errors() -> None:
         TokenFill(object())  # type: ignore[arg-type]
     x = torch.randn(1, 4, 3, 32, 32)
     with pytest.raises(ValueError, match="unit u must be token u"):
-        TokenFill(VideoUnits(2, 8)).forward_removed(_videomae(), x, torch.zeros(1, dtype=torch.long),
+        TokenFill(VideoUnits(2, 8)).forward_removed(tiny_videomae(), x, torch.zeros(1, dtype=torch.long),
                                                     torch.ones(1, 32, dtype=torch.bool))
     with pytest.raises(TypeError, match="token"):
         TokenFill(ImageUnits()).forward_removed(torch.nn.Flatten(), torch.randn(1, 3, 4, 4),
