@@ -36,9 +36,11 @@ def token_drop(ctx: Context) -> BenchResult:
     """Masked-forward throughput with token dropping at each sparsity, against the raw model on as many tokens."""
     from ffidelity import RFidelity, VideoUnits
     from ffidelity.units.token_drop import TokenDrop
+    from ffidelity.utils.allocator import auto_tune_allocator
     from multimae_der.explain.attributions import EmotionLogits
     from multimae_der.model.videomae import build_classifier, make_config
 
+    auto_tune_allocator()  # the engine's own allocator state, for the raw reference too
     p = ctx.profile
     res = BenchResult("token_drop", "Token dropping: engine vs raw model given (1 - s) of the tokens")
     torch.manual_seed(0)
