@@ -203,3 +203,50 @@ def test_benchmark_resumes_after_kill_with_identical_numbers(tmp_path):
     a, b = json.loads((ref / "results.json").read_text()), json.loads((work / "results.json").read_text())
     for key in ("models", "curves", "scores", "baseline", "summary"):
         assert a[key] == b[key], key
+
+
+_ORPHAN_SCRIPT = """
+import concurrent.futures as cf, multiprocessing, os, signal, sys
+from multimae_der.data.prepare import _init_worker
+
+def work(path):
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    return os.getpid()
+
+if __name__ == "__main__":
+    pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    pool.submit(work, sys.argv[1]).result()
+    os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would: no pool shutdown
+"""
+
+
+def test_pool_workers_end_with_a_killed_parent(tmp_path):
+    """``prepare`` and ``synthesize`` workers must not outlive a killed parent (they used to, forever)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    pid_file = tmp_path / "worker.pid"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script), str(pid_file)], env=env, timeout=120)
+    assert proc.returncode == -9
+    worker = int(pid_file.read_text())
+
+    def running() -> bool:  # a zombie (exited, not yet reaped by whoever adopted it) has ended
+        try:
+            return Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = running()
+    if alive:
+        os.kill(worker, 9)
+    assert not alive, "the pool worker outlived its killed parent"
