@@ -8,9 +8,9 @@ variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, but applied
 (through ``mallopt``), so a library call or a command line can do it.
 
 The engine applies it by default at its first evaluation in a process (:func:`auto_tune_allocator`): measured in
-fresh processes (``make bench``, four runs, each the median of three pairs), the first R-Fidelity evaluation ran
-1.07-1.47x faster with it on a plain conv net, 1.07-1.16x on ResNet-9 and 1.12-1.20x on a small ViT (170-345 page
-faults per masked copy without it, 4-7 with it). ``FFIDELITY_DEFAULT_MALLOC=1`` keeps glibc's own settings, and
+fresh processes (``make bench``, five runs, each the median of three pairs), the first R-Fidelity evaluation ran
+1.07-1.47x faster with it on a plain conv net, 0.94-1.16x on ResNet-9 and 1.05-1.20x on a small ViT (up to 345
+page faults per masked copy without it, 4-7 with it). ``FFIDELITY_DEFAULT_MALLOC=1`` keeps glibc's own settings, and
 thresholds the user set through the environment are never overridden.
 """
 
