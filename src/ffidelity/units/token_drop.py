@@ -116,7 +116,6 @@ class TokenDrop(InModelUnits):
             is dropped when any of its elements belongs to a removed unit.
     """
 
-
     def __init__(self, units: Units, tokens: Units | None = None) -> None:
         for u in (units, tokens):
             if getattr(u, "removes_in_model", False):

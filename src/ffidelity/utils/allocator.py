@@ -44,7 +44,7 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = T
 
     A no-op returning False off Linux/glibc (macOS, Windows, musl). Memory that the process frees stays
     reserved up to ``trim_threshold`` instead of going back to the system, which is the point; peak memory
-    does not grow. Called by the ``ffidelity`` and ``multimae-der`` commands at start.
+    does not grow. The engine and the commands call it through :func:`auto_tune_allocator`.
 
     Args:
         mmap_threshold: allocations at least this large (bytes) use ``mmap``; glibc's dynamic default starts
