@@ -3,12 +3,28 @@ engine must equal bit for bit (used by the engine's and token dropping's tests).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ffidelity import ImageUnits
-from ffidelity.metrics.masking import _STREAM_DRAWS, _rank_positions
-from ffidelity.utils.seeding import draw_bit_generator
+from ffidelity.metrics.masking import _STREAM_DRAWS, _STREAM_RANK
+from ffidelity.utils.seeding import draw_bit_generator, seeded_generator
+
+
+def reference_rank_positions(scores, valid, seed, offset):
+    """Every unit's rank (0 = highest score) by the definition: each input's units in a seeded random order,
+    then stably sorted by score, so ties fall in the random order (the engine draws that order only for inputs
+    with a tie)."""
+    n, d = scores.shape
+    pos = torch.empty(n, d, dtype=torch.long)
+    for i in range(n):
+        by_key = torch.rand(d, generator=seeded_generator(seed, offset + i, _STREAM_RANK)).argsort()
+        s = scores[i].masked_fill(~valid[i], -math.inf)[by_key]
+        order = by_key[torch.sort(s, descending=True, stable=True).indices]
+        pos[i, order] = torch.arange(d)
+    return pos.masked_fill(~valid, d)
 
 
 def reference_masked_scores(metric, model, inputs, targets, attributions, offset=0, copy_logits=None):
@@ -22,7 +38,7 @@ def reference_masked_scores(metric, model, inputs, targets, attributions, offset
     valid = units.valid(inputs)
     n, d = scores.shape
     s = torch.as_tensor(metric.sparsity_grid(), dtype=torch.float64)
-    pos = _rank_positions(scores, valid, metric.seed, offset)
+    pos = reference_rank_positions(scores, valid, metric.seed, offset)
     d_valid = valid.sum(1)
     k = torch.floor(s[None, :] * d_valid[:, None].double() + 0.5).long()
     rate_plus, rate_minus = metric.rates(k, d_valid[:, None].expand_as(k))

@@ -54,13 +54,30 @@ def removal_thresholds(rate: torch.Tensor) -> torch.Tensor:
 
 
 def _rank_positions(scores: torch.Tensor, valid: torch.Tensor, seed: int, offset: int) -> torch.Tensor:
-    """Rank of every unit (0 = highest score); ties broken by a seeded random order, never by position."""
+    """Rank of every unit (0 = highest score); ties broken by a seeded random order, never by position.
+
+    An input whose valid scores are all distinct has one ranking whatever the tie-break order, so only inputs
+    with a tie (among their valid units, or between the last valid unit and the invalid slots) draw the random
+    order: the same ranks as drawing it for every input, without a generator and a second sort per input.
+    """
     n, d = scores.shape
-    keys = torch.stack([torch.rand(d, generator=seeded_generator(seed, offset + i, _STREAM_RANK))
-                        for i in range(n)])
-    by_key = keys.argsort(dim=1)
-    s = scores.masked_fill(~valid, -math.inf).gather(1, by_key)
-    order = by_key.gather(1, torch.sort(s, dim=1, descending=True, stable=True).indices)
+    s = scores.masked_fill(~valid, -math.inf)
+    ranked = torch.sort(s, dim=1, descending=True, stable=True)
+    # (i, j) compares the units ranked j and j + 1; a tie matters while j lies among the input's valid units
+    equal = ranked.values[:, :-1] == ranked.values[:, 1:]
+    tied = (equal & (torch.arange(d - 1)[None, :] < valid.sum(1, keepdim=True))).any(1).nonzero().flatten()
+    order = ranked.indices
+    if tied.numel():
+        keys = torch.stack([torch.rand(d, generator=seeded_generator(seed, offset + int(i), _STREAM_RANK))
+                            for i in tied])
+        by_key = keys.argsort(dim=1)
+        every = tied.numel() == n  # e.g. discrete scores: no rows to pick out
+        st = (s if every else s[tied]).gather(1, by_key)
+        keyed = by_key.gather(1, torch.sort(st, dim=1, descending=True, stable=True).indices)
+        if every:
+            order = keyed
+        else:
+            order[tied] = keyed
     pos = torch.empty_like(order)
     pos.scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
     return pos.masked_fill(~valid, d)

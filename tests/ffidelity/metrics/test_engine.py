@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference_engine import reference_rank_positions
 from tiny_models import LinearTwoClass
 from torch import nn
 
@@ -217,6 +218,32 @@ def test_ties_are_broken_randomly_not_by_position() -> None:
     # real scores dominate the tie-break
     scores[:, 5] = 1.0
     assert bool((_rank_positions(scores, valid, seed=0, offset=0)[:, 5] == 0).all())
+
+
+@pytest.mark.parametrize("case", ["distinct", "ties", "discrete", "padded", "padded_ties", "boundary", "neg_inf"])
+def test_rank_positions_equal_the_keyed_definition(case) -> None:
+    """Only inputs with a tie draw the random order: every rank equals that of drawing it for every input."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 40, 24
+    scores = torch.randn(n, d, generator=g, dtype=torch.float64)
+    valid = torch.ones(n, d, dtype=torch.bool)
+    if case == "ties":  # some inputs with one tie, the rest distinct
+        scores[::3, 7] = scores[::3, 11]
+    if case == "discrete":  # many ties in every input
+        scores = torch.randint(0, 4, (n, d), generator=g).double()
+    if case in ("padded", "padded_ties", "boundary", "neg_inf"):  # variable lengths, as in padded text
+        lengths = torch.randint(3, d + 1, (n,), generator=g)
+        valid = torch.arange(d)[None, :] < lengths[:, None]
+        if case == "padded_ties":
+            scores[::2, 1] = scores[::2, 2]
+        if case == "boundary":  # the two lowest valid units tie: the last pair a tie can matter in
+            scores[:, 1] = scores[:, 2] = -10.0
+        if case == "neg_inf":  # a valid unit as low as the padding's -inf
+            scores[::2, 0] = -math.inf
+    pos = _rank_positions(scores, valid, seed=5, offset=17)
+    assert torch.equal(pos, reference_rank_positions(scores, valid, seed=5, offset=17))
+    assert not torch.equal(pos, reference_rank_positions(scores, valid, seed=6, offset=17)) or case in (
+        "distinct", "padded")  # with no tie the seed cannot matter
 
 
 def test_memory_stays_flat_as_samples_grow() -> None:
