@@ -363,8 +363,11 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
 
 def _warn_constant(scores: torch.Tensor, valid: torch.Tensor) -> None:
     """Warns when an input's scores are all equal: its explanation is then a random order of its units."""
-    hi = scores.masked_fill(~valid, -math.inf).max(1).values
-    lo = scores.masked_fill(~valid, math.inf).min(1).values
+    if bool(valid.all()):  # e.g. images: no slot to mask out
+        lo, hi = scores.aminmax(dim=1)
+    else:
+        hi = scores.masked_fill(~valid, -math.inf).max(1).values
+        lo = scores.masked_fill(~valid, math.inf).min(1).values
     constant = ((hi == lo) & (valid.sum(1) > 1)).nonzero().flatten()
     if constant.numel():
         warnings.warn(f"{constant.numel()} input(s) have constant attributions (e.g. input {int(constant[0])}): "

@@ -61,7 +61,8 @@ def _rank_positions(scores: torch.Tensor, valid: torch.Tensor, seed: int, offset
     order: the same ranks as drawing it for every input, without a generator and a second sort per input.
     """
     n, d = scores.shape
-    s = scores.masked_fill(~valid, -math.inf)
+    all_valid = bool(valid.all())  # e.g. images: no slot to mask
+    s = scores if all_valid else scores.masked_fill(~valid, -math.inf)
     ranked = torch.sort(s, dim=1, descending=True, stable=True)
     # (i, j) compares the units ranked j and j + 1; a tie matters while j lies among the input's valid units
     equal = ranked.values[:, :-1] == ranked.values[:, 1:]
@@ -80,7 +81,7 @@ def _rank_positions(scores: torch.Tensor, valid: torch.Tensor, seed: int, offset
             order[tied] = keyed
     pos = torch.empty_like(order)
     pos.scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
-    return pos.masked_fill(~valid, d)
+    return pos if all_valid else pos.masked_fill(~valid, d)
 
 
 class MaskedCopies:
@@ -100,12 +101,17 @@ class MaskedCopies:
     def __init__(self, inputs: torch.Tensor, pos: torch.Tensor, k: torch.Tensor, d_valid: torch.Tensor,
                  rate: torch.Tensor, n_draw: int, units: Units, seed: int, index_offset: int) -> None:
         n, d = pos.shape
-        self.x, self.pos, self.units, self.d, self.n_draw = inputs, pos, units, d, n_draw
+        self.x, self.units, self.d, self.n_draw = inputs, units, d, n_draw
+        self.pos = np.ascontiguousarray(pos.numpy(), dtype=np.int32)
         self.n_s = k.shape[1]
         self.tasks = self.n_s * 2 * n_draw  # task t -> (sparsity t // (2 N), side (t // N) % 2, draw t % N)
         self.total = n * self.tasks
-        self.lo = torch.stack([torch.zeros_like(k), k], dim=2).int()  # (n, S, 2)
-        self.hi = torch.stack([k, d_valid[:, None].expand_as(k)], dim=2).int()
+        lo = torch.stack([torch.zeros_like(k), k], dim=2)  # (n, S, 2)
+        hi = torch.stack([k, d_valid[:, None].expand_as(k)], dim=2)
+        self.lo = lo.numpy().astype(np.int32)
+        # candidates are the units whose rank p has 0 <= p - lo < span; with p - lo read as unsigned 32-bit that is
+        # one comparison, u32(p - lo) < span (a rank below lo wraps to 2**32 - ...): one pass less per copy
+        self.span = (hi - lo).numpy().astype(np.uint32)
         thresholds = removal_thresholds(rate)  # a 32-bit draw u removes its candidate iff u < threshold
         # "always removed" (threshold 2**32) does not fit 32 bits: clipped in the uint32 thresholds, and applied
         # exactly per chunk where random draws could otherwise keep a unit (with probability 2^-32)
@@ -149,18 +155,22 @@ class MaskedCopies:
         runs, run_len = torch.unique_consecutive(flat // n_draw, return_counts=True)
         i_r, js = runs // (2 * self.n_s), runs % (2 * self.n_s)
         j_r, side_r = js // 2, js % 2
-        p_r = self.pos[i_r]
-        candidate = ((p_r >= self.lo[i_r, j_r, side_r][:, None]) & (p_r < self.hi[i_r, j_r, side_r][:, None])).numpy()
         runs_np = (i_r.numpy(), j_r.numpy(), side_r.numpy())
+        offset = self.pos[runs_np[0]]  # (runs, d): each unit's rank, then its rank minus the run's lo
+        np.subtract(offset, self.lo[runs_np][:, None], out=offset)
+        offset = offset.view(np.uint32)
+        span = self.span[runs_np]
         thresh_u32 = self.thresh_u32
         # a unit is kept when its draw >= its threshold (0 for non-candidates: always kept)
+        candidate = offset < span[:, None] if self.any_stochastic else None
         thresh = np.where(candidate, thresh_u32[runs_np][:, None], np.uint32(0)) if self.any_stochastic else None
         keep_np = self.keep_buf[:c]
         lens = run_len.numpy()
         ends = np.cumsum(lens)
         last_task = t_idx[ends - 1].numpy()
         if not self.any_stochastic:  # every rate 0 or 1 (plain Fidelity): one copy per run, no draw to compare
-            np.logical_not(candidate & (thresh_u32[runs_np] > 0)[:, None], out=keep_np)
+            # kept: not a candidate, or a candidate of a run whose rate is 0 (no candidate then)
+            np.greater_equal(offset, np.where(thresh_u32[runs_np] > 0, span, np.uint32(0))[:, None], out=keep_np)
         elif c * d >= _RUN_BY_RUN_MIN * lens.size:  # big runs: draw and compare run by run, in cache
             for r, (i, n_r, e) in enumerate(zip(i_r.tolist(), lens.tolist(), ends.tolist(), strict=True)):
                 draws = self.streams.rows(i, n_r, last=int(last_task[r]) == tasks - 1)
