@@ -72,13 +72,8 @@ def _rank_positions(scores: torch.Tensor, valid: torch.Tensor, seed: int, offset
         keys = torch.stack([torch.rand(d, generator=seeded_generator(seed, offset + int(i), _STREAM_RANK))
                             for i in tied])
         by_key = keys.argsort(dim=1)
-        every = tied.numel() == n  # e.g. discrete scores: no rows to pick out
-        st = (s if every else s[tied]).gather(1, by_key)
-        keyed = by_key.gather(1, torch.sort(st, dim=1, descending=True, stable=True).indices)
-        if every:
-            order = keyed
-        else:
-            order[tied] = keyed
+        st = s[tied].gather(1, by_key)
+        order[tied] = by_key.gather(1, torch.sort(st, dim=1, descending=True, stable=True).indices)
     pos = torch.empty_like(order)
     pos.scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
     return pos if all_valid else pos.masked_fill(~valid, d)
